@@ -118,7 +118,9 @@ def celery_argv(role: Role, settings: Settings) -> list[str]:
         "--queues", queues,
         "--pool", settings.pool.value,
         "--concurrency", str(concurrency),
-        "--hostname", f"{role.value}@%h",
+        # The pid keeps node names apart when replicas share a host (their pidbox
+        # queues are exclusive); exec keeps the pid, so it names the worker itself.
+        "--hostname", f"{role.value}-{os.getpid()}@%h",
         "--loglevel", settings.log_level,
         # Gossip and mingle make every worker talk to every other at start and
         # on each event; this pipeline uses neither, and they cost at scale.
