@@ -1,3 +1,5 @@
+import re
+from pathlib import Path
 import subprocess
 import sys
 
@@ -67,3 +69,12 @@ class TestSettings:
             "gevent, solo (got 'eventlet')"
         ]
         assert "Traceback" not in done.stderr
+
+
+def test_should_document_every_setting_in_the_readme():
+    from recycle_workers.settings import ENV_PREFIX, Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    documented = set(re.findall(r"^\| `(RECYCLE_[A-Z0-9_]+)` \|", readme, re.MULTILINE))
+
+    assert documented == {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
