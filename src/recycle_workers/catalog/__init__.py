@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Literal
 
 import jsonschema
@@ -87,17 +88,20 @@ def load_schema() -> dict:
     return json.loads(_package_files().joinpath("item.schema.json").read_text("utf-8"))
 
 
-def load_catalog() -> Catalog:
+def load_catalog(items_dir: Traversable | None = None) -> Catalog:
     """Read and validate every item of the packaged catalog.
 
+    ``items_dir`` reads the item files from another folder instead (a test's
+    edited copy, say); the schema and stream names still come from the package.
     Raises :class:`CatalogError` naming the first file that does not validate.
     """
     validator = jsonschema.Draft202012Validator(load_schema())
     digest = hashlib.sha256()
     items: dict[str, Item] = {}
 
+    folder = items_dir if items_dir is not None else _package_files().joinpath("items")
     item_files = sorted(
-        (entry for entry in _package_files().joinpath("items").iterdir()
+        (entry for entry in folder.iterdir()
          if entry.name.endswith(".json")),
         key=lambda entry: entry.name,
     )
