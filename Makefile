@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-python services bench clean
+.PHONY: install demo test services bench clean
 
 install: $(STAMP)
 
@@ -25,8 +25,41 @@ demo: install
 services:
 	@scripts/ensure-services
 
-test: install services
+test: install services lint
 	$(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache
+
+# Chart tools, kept in the git-ignored .tools/ folder (make chart-tools installs all three).
+HELM := .tools/bin/helm
+CHECKOV := .tools/checkov/bin/checkov
+CHECKOV_VERSION := 3.3.30
+README_GENERATOR := .tools/readme-generator/node_modules/.bin/readme-generator
+README_GENERATOR_VERSION := 2.7.2
+
+.PHONY: lint helm chart-tools chart-readme
+
+helm: $(HELM)
+
+$(HELM): scripts/get-helm
+	$(PYTHON) scripts/get-helm $(HELM)
+
+# checkov pins many libraries of its own, so it lives in a virtualenv apart from .venv.
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet --upgrade pip
+	.tools/checkov/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+
+$(README_GENERATOR):
+	npm install --prefix .tools/readme-generator --no-audit --no-fund --silent \
+		'@bitnami/readme-generator-for-helm@$(README_GENERATOR_VERSION)'
+
+chart-tools: $(HELM) $(CHECKOV) $(README_GENERATOR)
+
+chart-readme: $(README_GENERATOR)
+	scripts/chart-readme
+
+lint:
+	@$(MAKE) --no-print-directory install chart-tools
+	scripts/lint-chart
