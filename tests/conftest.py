@@ -39,3 +39,46 @@ def services(settings, tmp_path) -> pipeline.Services:
         catalog=default_catalog(),
         adapter=None,
     )
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real S3-protocol HTTP endpoint on loopback (moto's threaded server)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(moto_endpoint, monkeypatch):
+    """Settings for a fresh bucket on the moto server, with test credentials."""
+    import uuid
+
+    import boto3
+
+    bucket = f"photos-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    boto3.client(
+        "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    ).create_bucket(Bucket=bucket)
+    return load_settings(
+        storage_url=f"s3://{bucket}/recycle",
+        s3_endpoint_url=moto_endpoint,
+        s3_region="us-east-1",
+        s3_path_style=True,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
+
+
+@pytest.fixture
+def fake_openai():
+    from recycle_workers.testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake

@@ -26,6 +26,14 @@ class Cache(Protocol):
 
     def set(self, key: str, value: dict, *, ttl_s: int) -> None: ...
 
+    def claim(self, key: str, *, ttl_s: int) -> bool:
+        """Take ``key`` if nobody holds it; it frees itself after ``ttl_s``."""
+        ...
+
+    def release(self, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
 
 def answer_key(
     *, image_sha256: str | None, question: str | None, catalog_version: str, lang: str
@@ -34,6 +42,18 @@ def answer_key(
     parts = (image_sha256 or "-", normalise(question or ""), catalog_version, lang)
     digest = hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
     return f"{KEY_PREFIX}answer:{digest}"
+
+
+def analysis_key(*, image_sha256: str | None, question: str | None, catalog_version: str) -> str:
+    """The cache key of an analysis, which does not depend on the answer's language."""
+    parts = (image_sha256 or "-", normalise(question or ""), catalog_version)
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
+    return f"{KEY_PREFIX}analysis:{digest}"
+
+
+def inflight_key(key: str) -> str:
+    """The lock held while one job computes what ``key`` will hold."""
+    return f"{KEY_PREFIX}inflight:{key.removeprefix(KEY_PREFIX)}"
 
 
 def checkpoint_key(job_id: str, stage: str) -> str:
@@ -63,6 +83,21 @@ class MemoryCache:
     def set(self, key: str, value: dict, *, ttl_s: int) -> None:
         with self._lock:
             self._entries[key] = (self._clock() + ttl_s, json.dumps(value))
+
+    def claim(self, key: str, *, ttl_s: int) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > self._clock():
+                return False
+            self._entries[key] = (self._clock() + ttl_s, "{}")
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def exists(self, key: str) -> bool:
+        return self.get(key) is not None
 
 
 class RedisCache:
@@ -101,6 +136,32 @@ class RedisCache:
             self.client.set(key, json.dumps(value), ex=ttl_s)
         except redis.RedisError as exc:
             logger.warning("event=cache_unavailable op=set error=%s", type(exc).__name__)
+
+    def claim(self, key: str, *, ttl_s: int) -> bool:
+        import redis
+
+        try:
+            return bool(self.client.set(key, "1", nx=True, ex=ttl_s))
+        except redis.RedisError as exc:
+            # Without Redis nobody can coordinate: go ahead rather than wait.
+            logger.warning("event=cache_unavailable op=claim error=%s", type(exc).__name__)
+            return True
+
+    def release(self, key: str) -> None:
+        import redis
+
+        try:
+            self.client.delete(key)
+        except redis.RedisError as exc:
+            logger.warning("event=cache_unavailable op=release error=%s", type(exc).__name__)
+
+    def exists(self, key: str) -> bool:
+        import redis
+
+        try:
+            return bool(self.client.exists(key))
+        except redis.RedisError:
+            return False
 
 
 def cache_from_settings(settings: Settings) -> Cache:

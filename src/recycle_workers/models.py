@@ -41,6 +41,14 @@ class PublicState(_Value):
     label: bool | None = None
 
 
+class TokenUsage(_Value):
+    """Tokens one model call used."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class StoredImage(_Value):
     """Where the uploader put a job's image, and what it found out about it."""
 
@@ -61,6 +69,7 @@ class Analysis(_Value):
     alternatives: tuple[str, ...] = ()
     method: Literal["model", "text", "none"] = "none"
     degraded_reason: str | None = None
+    usage: TokenUsage | None = None
 
 
 class RuleContext(_Value):
@@ -72,6 +81,7 @@ class RuleContext(_Value):
     not_accepted: str | None = None
     alternatives: tuple[str, ...] = ()
     source: str | None = None
+    stream_words: tuple[str, ...] = ()
     prompt_context: str = ""
 
 
@@ -81,6 +91,7 @@ class Guidance(_Value):
     text: str
     steps: tuple[str, ...] = ()
     method: Literal["model", "rules"] = "rules"
+    usage: TokenUsage | None = None
 
 
 class ItemSummary(_Value):
@@ -130,3 +141,4 @@ class JobMessage(_Value):
     analysis: Analysis | None = None
     rules: RuleContext | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    usage: dict[str, TokenUsage] = Field(default_factory=dict)

@@ -19,17 +19,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from recycle_workers import analyzer, generator, retriever, uploader
-from recycle_workers.cache import Cache, answer_key
+from recycle_workers.cache import Cache, analysis_key, answer_key, inflight_key
 from recycle_workers.catalog import Catalog
 from recycle_workers.errors import ErrorCode, JobError
 from recycle_workers.llm import Adapter
 from recycle_workers.models import (
+    Analysis,
     ItemSummary,
     JobFailure,
     JobMessage,
     JobResult,
     Timings,
 )
+from recycle_workers.roles import ANALYSIS
 from recycle_workers.settings import Settings
 from recycle_workers.storage import Storage
 
@@ -141,18 +143,58 @@ def run_upload(request: UploadRequest, services: Services) -> JobMessage | JobRe
 
 
 def run_analysis(message: JobMessage, services: Services) -> JobMessage:
-    """Identify the item and its state."""
+    """Identify the item and its state, once for identical jobs that arrive together."""
     started = time.perf_counter()
-    image_jpeg = None
-    if message.image is not None and services.adapter is not None:
-        image_jpeg = services.storage.get(message.image.model_key)
-    analysis = analyzer.analyze(
+    if services.adapter is None:
+        analysis = analyzer.analyze(
+            question=message.question, image_jpeg=None, catalog=services.catalog, adapter=None
+        )
+    else:
+        analysis = _shared_analysis(message, services)
+    usage = {**message.usage, "analysis": analysis.usage} if analysis.usage else message.usage
+    return _advance(message, "analysis", started, analysis=analysis, usage=usage)
+
+
+def _shared_analysis(message: JobMessage, services: Services) -> Analysis:
+    """Analyse through the model, or take the analysis an identical job is making.
+
+    The first job to claim the in-flight lock calls the model and publishes its
+    analysis; the others wait for it. A holder that dies frees the lock when it
+    expires, and a waiter then takes over.
+    """
+    cache = services.cache
+    key = analysis_key(
+        image_sha256=message.image.image_sha256 if message.image else None,
         question=message.question,
-        image_jpeg=image_jpeg,
-        catalog=services.catalog,
-        adapter=services.adapter,
+        catalog_version=services.catalog.version,
     )
-    return _advance(message, "analysis", started, analysis=analysis)
+    lock = inflight_key(key)
+    deadline = time.monotonic() + INFLIGHT_WAIT_S
+    while True:
+        shared = cache.get(key)
+        if shared is not None:
+            logger.info("event=analysis_shared job_id=%s", message.job_id)
+            return Analysis.model_validate(shared).model_copy(update={"usage": None})
+        if cache.claim(lock, ttl_s=ANALYSIS.time_limit_s):
+            break
+        if time.monotonic() >= deadline:
+            logger.warning("event=inflight_wait_expired job_id=%s", message.job_id)
+            break
+        time.sleep(INFLIGHT_POLL_S)
+
+    try:
+        image_jpeg = services.storage.get(message.image.model_key) if message.image else None
+        analysis = analyzer.analyze(
+            question=message.question,
+            image_jpeg=image_jpeg,
+            catalog=services.catalog,
+            adapter=services.adapter,
+        )
+        if _reusable(analysis):
+            cache.set(key, analysis.model_dump(mode="json"), ttl_s=services.settings.cache_ttl_s)
+    finally:
+        cache.release(lock)
+    return analysis
 
 
 def run_retrieval(message: JobMessage, services: Services) -> JobMessage:
@@ -177,7 +219,14 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
         lang=message.lang,
         adapter=services.adapter,
     )
-    message = _advance(message, "generation", started)
+    usage = {**message.usage, "generation": guidance.usage} if guidance.usage else message.usage
+    message = _advance(message, "generation", started, usage=usage)
+    for stage, stage_usage in message.usage.items():
+        logger.info(
+            "event=ai_usage job_id=%s stage=%s model=%s input_tokens=%d output_tokens=%d",
+            message.job_id, stage, stage_usage.model, stage_usage.input_tokens,
+            stage_usage.output_tokens,
+        )
 
     item = services.catalog.get(analysis.item_id) if analysis.item_id else None
     result = JobResult(
@@ -193,7 +242,8 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
         state=analysis.state.public(),
         guidance=guidance.text,
         steps=guidance.steps,
-        degraded=analysis.degraded_reason is not None or guidance.method != "model",
+        degraded=analysis.degraded_reason is not None
+        or (services.adapter is not None and item is not None and guidance.method != "model"),
         timings_ms=_timings(message),
     )
     if message.cache_key and _reusable(analysis):
@@ -271,4 +321,6 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
+INFLIGHT_WAIT_S = 40.0
+INFLIGHT_POLL_S = 0.1
 CACHED_FIELDS = {"item", "state", "guidance", "steps", "degraded"}

@@ -7,6 +7,8 @@ bottle with its cap off is not told to wash it and take the cap off.
 
 from __future__ import annotations
 
+import re
+
 from recycle_workers.catalog import Catalog, Condition, Item
 from recycle_workers.models import Analysis, ItemState, RuleContext
 
@@ -34,6 +36,11 @@ def retrieve(analysis: Analysis, *, catalog: Catalog, lang: str) -> RuleContext:
         not_accepted=not_accepted,
         alternatives=alternatives,
         source=item.source,
+        stream_words=tuple(
+            word
+            for name in (catalog.streams[item.stream].ko, catalog.streams[item.stream].en)
+            for word in stream_words(name)
+        ),
         prompt_context=prompt_context(item, steps, not_accepted, catalog=catalog, lang=lang),
     )
 
@@ -60,6 +67,12 @@ def applies(condition: Condition, state: ItemState) -> bool:
     if condition == "contents_left":
         return state.contents_left is not False and unwashed_or_unknown
     raise ValueError(f"Unknown rule condition {condition!r}")
+
+
+def stream_words(stream_name: str) -> list[str]:
+    """The words that name a stream: '발포합성수지(스티로폼)' gives both halves."""
+    parts = re.split(r"[()·,]", stream_name)
+    return [part.strip().casefold() for part in parts if len(part.strip()) >= 2]
 
 
 def prompt_context(

@@ -90,13 +90,27 @@ class Settings(BaseSettings):
     s3_path_style: bool = False
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_sse: Annotated[str, Field(pattern="^(|AES256|aws:kms)$")] = ""
+    s3_sse_kms_key_id: str | None = None
+    s3_presign_expiry_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 900
 
-    # AI stages
+    # AI stages. Per-call timeout x (retries + 1), plus the rate-limit wait, stays
+    # under the analysis stage's soft time limit (100 s): 25 x 3 + 15 = 90 s.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     analysis_model: str = "gpt-5"
     generation_model: str = "gpt-4o-mini"
-    openai_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    openai_timeout_s: Annotated[float, Field(gt=0)] = 25.0
+    openai_max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    openai_image_detail: Annotated[str, Field(pattern="^(low|high|auto)$")] = "low"
+    analysis_max_output_tokens: PositiveInt = 2000
+    generation_max_output_tokens: PositiveInt = 800
+    # Shared by every pod through Redis; 0 turns a limit off. Set them to the account's tier.
+    analysis_rpm: Annotated[int, Field(ge=0)] = 500
+    analysis_tpm: Annotated[int, Field(ge=0)] = 500_000
+    generation_rpm: Annotated[int, Field(ge=0)] = 500
+    generation_tpm: Annotated[int, Field(ge=0)] = 200_000
+    rate_limit_max_wait_s: Annotated[float, Field(ge=0)] = 15.0
 
     # Input limits and image preparation
     max_image_bytes: PositiveInt = 10 * 1024 * 1024

@@ -33,6 +33,10 @@ class Storage(Protocol):
         """Yield (key, last modified) for every object under ``prefix``."""
         ...
 
+    def presigned_url(self, key: str, *, expires_s: int) -> str:
+        """A URL that reads ``key`` without credentials, for ``expires_s`` seconds."""
+        ...
+
 
 class FileStorage:
     """Objects as files under one folder; for embedded mode and single-host setups."""
@@ -67,6 +71,10 @@ class FileStorage:
                 modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
                 yield key, modified
 
+    def presigned_url(self, key: str, *, expires_s: int) -> str:
+        # A local file needs no signature; the URL is only good on this host.
+        return self._path(key).as_uri()
+
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root.resolve()):
@@ -77,14 +85,25 @@ class FileStorage:
 class S3Storage:
     """Objects in an S3 (or S3-compatible) bucket under a key prefix."""
 
-    def __init__(self, bucket: str, prefix: str, client) -> None:
+    def __init__(
+        self, bucket: str, prefix: str, client, *, sse: str = "", sse_kms_key_id: str | None = None
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
+        self.encryption: dict[str, str] = {}
+        if sse:
+            self.encryption["ServerSideEncryption"] = sse
+        if sse == "aws:kms" and sse_kms_key_id:
+            self.encryption["SSEKMSKeyId"] = sse_kms_key_id
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         self.client.put_object(
-            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ContentType=content_type,
+            **self.encryption,
         )
 
     def get(self, key: str) -> bytes:
@@ -104,6 +123,13 @@ class S3Storage:
             for entry in page.get("Contents", ()):
                 yield entry["Key"][start:], entry["LastModified"]
 
+    def presigned_url(self, key: str, *, expires_s: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=expires_s,
+        )
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
@@ -113,7 +139,13 @@ def storage_from_settings(settings: Settings) -> Storage:
     parts = urlsplit(settings.storage_url)
     if parts.scheme == "file":
         return FileStorage(Path(unquote(parts.path)))
-    return S3Storage(parts.netloc, unquote(parts.path), _s3_client(settings))
+    return S3Storage(
+        parts.netloc,
+        unquote(parts.path),
+        _s3_client(settings),
+        sse=settings.s3_sse,
+        sse_kms_key_id=settings.s3_sse_kms_key_id,
+    )
 
 
 def _s3_client(settings: Settings):
@@ -121,6 +153,7 @@ def _s3_client(settings: Settings):
     from botocore.config import Config
 
     config = Config(
+        signature_version="s3v4",
         s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
         retries={"mode": "standard", "max_attempts": 5},
         connect_timeout=5,
