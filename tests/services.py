@@ -1,8 +1,18 @@
-"""Checks for the local servers that integration tests talk to."""
+"""The local servers integration tests talk to, and worker processes started on them."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -18,3 +28,87 @@ def require_port(name: str, port: int) -> None:
             "(or start it: see scripts/ensure-services)",
             pytrace=False,
         )
+
+
+REDIS_TEST_DB = 15
+
+
+@contextmanager
+def broker_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of its own, and an emptied Redis test database."""
+    import redis
+
+    require_port("RabbitMQ", 5672)
+    require_port("Redis", 6379)
+    if shutil.which("rabbitmqctl") is None:
+        pytest.fail("rabbitmqctl is needed to make a test virtual host", pytrace=False)
+    vhost = f"recycle-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    redis.Redis(db=REDIS_TEST_DB).flushdb()
+    try:
+        yield vhost
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+def stack_environment(vhost: str, root: Path, **extra: str) -> tuple[dict, Path]:
+    """Worker settings for one test stack: its vhost, Redis database and storage folder."""
+    env = {
+        "RECYCLE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "RECYCLE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
+        "RECYCLE_STORAGE_URL": f"file://{root}/storage",
+        "RECYCLE_LOG_FORMAT": "json",
+        "RECYCLE_HEARTBEAT_INTERVAL_S": "1",
+        **extra,
+    }
+    return env, root
+
+
+def settings_from_env(env: dict):
+    """Settings for a client in the test process, from a worker environment."""
+    from recycle_workers.settings import load_settings
+
+    return load_settings(**{key.removeprefix("RECYCLE_").lower(): value for key, value in env.items()})
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def start_role(role: str, env: dict, root: Path, extra: dict | None = None, *, name: str = ""):
+    """Start `recycle-workers run --role ROLE` with ``env`` and its own probe files."""
+    probe_dir = root / (name or role)
+    role_env = {
+        **os.environ,
+        **env,
+        **(extra or {}),
+        "RECYCLE_HEARTBEAT_FILE": str(probe_dir / "heartbeat"),
+        "RECYCLE_READY_FILE": str(probe_dir / "ready"),
+    }
+    log = open(root / f"{name or role}.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recycle_workers", "run", "--role", role],
+        env=role_env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    process.probe_env = role_env
+    return process
+
+
+def wait_until_ready(process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = subprocess.run(
+            [sys.executable, "-m", "recycle_workers", "probe", "readiness"],
+            env=process.probe_env, capture_output=True, timeout=30,
+        )
+        if probe.returncode == 0:
+            return
+        assert process.poll() is None, f"worker exited early with {process.returncode}"
+        time.sleep(0.5)
+    raise AssertionError("worker did not become ready")
+
+
+def stop(process, timeout: float = 30) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=timeout)

@@ -6,29 +6,29 @@ developer's own workers on the same servers neither steal nor feed these jobs.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from recycle_workers.client import BrokerClient
 from recycle_workers.models import JobMessage
 from recycle_workers.roles import ANALYSIS
-from recycle_workers.settings import load_settings
 
-from services import require_port
+from services import (
+    broker_vhost,
+    settings_from_env,
+    stack_environment,
+    start_role,
+    stop,
+    wait_until_ready,
+)
 from images import photo
 
 pytestmark = pytest.mark.services
 
-REDIS_TEST_DB = 15
 ROLES = {
     "uploader": {"RECYCLE_POOL": "prefork", "RECYCLE_CONCURRENCY": "2"},
     "analyzer": {"RECYCLE_POOL": "gevent", "RECYCLE_CONCURRENCY": "10"},
@@ -37,76 +37,16 @@ ROLES = {
 }
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory):
-    require_port("RabbitMQ", 5672)
-    require_port("Redis", 6379)
-    if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl is needed to make a test virtual host", pytrace=False)
-
-    vhost = f"recycle-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    redis.Redis(db=REDIS_TEST_DB).flushdb()
-
-    root = tmp_path_factory.mktemp("stack")
-    env = {
-        "RECYCLE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-        "RECYCLE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
-        "RECYCLE_STORAGE_URL": f"file://{root}/storage",
-        "RECYCLE_LOG_FORMAT": "json",
-        "RECYCLE_HEARTBEAT_INTERVAL_S": "1",
-    }
-    yield env, root
-    rabbitmqctl("delete_vhost", vhost)
-
-
-def start_role(role: str, env: dict, root: Path, extra: dict | None = None, *, name: str = ""):
-    probe_dir = root / (name or role)
-    role_env = {
-        **os.environ,
-        **env,
-        **ROLES.get(role, {}),
-        **(extra or {}),
-        "RECYCLE_HEARTBEAT_FILE": str(probe_dir / "heartbeat"),
-        "RECYCLE_READY_FILE": str(probe_dir / "ready"),
-    }
-    log = open(root / f"{name or role}.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recycle_workers", "run", "--role", role],
-        env=role_env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    process.probe_env = role_env
-    return process
-
-
-def wait_until_ready(process, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            [sys.executable, "-m", "recycle_workers", "probe", "readiness"],
-            env=process.probe_env, capture_output=True, timeout=30,
-        )
-        if probe.returncode == 0:
-            return
-        assert process.poll() is None, f"worker exited early with {process.returncode}"
-        time.sleep(0.5)
-    raise AssertionError("worker did not become ready")
-
-
-def stop(process, timeout: float = 30) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=timeout)
+    with broker_vhost() as vhost:
+        yield stack_environment(vhost, tmp_path_factory.mktemp("stack"))
 
 
 @pytest.fixture(scope="module")
 def workers(stack_env):
     env, root = stack_env
-    processes = {role: start_role(role, env, root) for role in ROLES}
+    processes = {role: start_role(role, env, root, ROLES[role]) for role in ROLES}
     try:
         for process in processes.values():
             wait_until_ready(process)
@@ -120,8 +60,7 @@ def workers(stack_env):
 @pytest.fixture
 def client(stack_env, workers):
     env, _ = stack_env
-    overrides = {key.removeprefix("RECYCLE_").lower(): value for key, value in env.items()}
-    broker_client = BrokerClient(load_settings(**overrides))
+    broker_client = BrokerClient(settings_from_env(env))
     yield broker_client
     broker_client.close()
 

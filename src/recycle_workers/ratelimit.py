@@ -45,19 +45,20 @@ class RateLimiter:
         """
         if rpm == 0 and tpm == 0:
             return 0.0
-        started = self.clock()
+        waited = 0.0
         while True:
             now = self.clock()
             window = int(now // WINDOW_S)
             if self._try_take(model, window, tokens=tokens, rpm=rpm, tpm=tpm):
-                return now - started
+                return waited
             wait = (window + 1) * WINDOW_S - now + random.uniform(0, 1)
-            if now + wait - started > max_wait_s:
+            if waited + wait > max_wait_s:
                 raise RateLimitExceeded(
                     f"Budget of {model} stayed spent for more than {max_wait_s:g} s"
                 )
             logger.info("event=rate_limit_wait model=%s wait_s=%.1f", model, wait)
             self.sleep(wait)
+            waited += wait
 
     def correct(self, model: str, *, estimated: int, used: int) -> None:
         """Replace a call's estimated tokens with the tokens it really used."""
