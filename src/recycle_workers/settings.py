@@ -9,6 +9,7 @@ message is one line naming the variable and what it accepts.
 from __future__ import annotations
 
 import enum
+import re
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     queues: str | None = None
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9808
 
     # Outside systems (the URLs may carry credentials: they are secrets)
     broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672//")
@@ -128,9 +130,17 @@ class Settings(BaseSettings):
     ready_file: str = "/tmp/recycle-workers/ready"
     heartbeat_interval_s: PositiveInt = 10
 
-    # Scheduler
+    # Scheduler. A schedule is a five-field cron expression in ``timezone``, or
+    # "every N s" for a fixed period (tests and drills).
     timezone: str = "Asia/Seoul"
     image_retention_days: PositiveInt = 30
+    schedule_purge_images: str = "0 3 * * *"
+    schedule_cache_cleanup: str = "0 * * * *"
+    schedule_daily_stats: str = "0 2 * * *"
+    # A standby beat takes over within the lease plus a third of it after the holder dies.
+    scheduler_lease_s: Annotated[float, Field(ge=1, le=45)] = 30.0
+    purge_batch_size: Annotated[int, Field(ge=1, le=1000)] = 500
+    cache_max_entries: PositiveInt = 200_000
 
     @field_validator("storage_url")
     @classmethod
@@ -141,6 +151,40 @@ class Settings(BaseSettings):
         if parts.scheme == "s3" and parts.netloc:
             return value
         raise ValueError("must be file:///DIR or s3://BUCKET[/PREFIX]")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as Asia/Seoul") from None
+        return value
+
+    @field_validator(
+        "schedule_purge_images", "schedule_cache_cleanup", "schedule_daily_stats"
+    )
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        text = " ".join(value.split())
+        every = EVERY_PATTERN.fullmatch(text)
+        if every and float(every.group(1)) > 0:
+            return text
+        fields = text.split(" ")
+        if len(fields) != 5:
+            raise ValueError(
+                "must be a cron expression of five fields (minute hour day month weekday) "
+                "or 'every N s'"
+            )
+        from celery.schedules import crontab
+
+        try:
+            crontab(*fields)
+        except ValueError as exc:
+            raise ValueError(f"is not a valid cron expression: {exc}") from None
+        return text
 
     @field_validator("log_level")
     @classmethod
@@ -206,3 +250,4 @@ def get_settings() -> Settings:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EVERY_PATTERN = re.compile(r"every ([0-9]+(?:\.[0-9]+)?) ?s")
