@@ -63,8 +63,11 @@ def s3_settings(moto_endpoint, monkeypatch):
     bucket = f"photos-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     boto3.client(
-        "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
     ).create_bucket(Bucket=bucket)
     return load_settings(
         storage_url=f"s3://{bucket}/recycle",

@@ -1,4 +1,4 @@
-"""Photos made on the fly for the tests, so no binary fixtures live in the repository."""
+"""Photos made on the fly, so no binary test fixtures live in the repository."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from PIL import Image, ImageDraw
 
 
 def photo(
-    *, size: tuple[int, int] = (640, 480), format: str = "JPEG", mode: str = "RGB",
+    *,
+    size: tuple[int, int] = (640, 480),
+    format: str = "JPEG",
+    mode: str = "RGB",
     orientation: int | None = None,
 ) -> bytes:
     """A picture with a distinct top-left corner, so rotations can be checked."""
@@ -36,4 +39,4 @@ def png_declaring(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + header
     ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    return real[:8] + ihdr + real[8 + 25:]
+    return real[:8] + ihdr + real[8 + 25 :]

@@ -53,13 +53,14 @@ def broker_vhost() -> Iterator[str]:
 
 
 def stack_environment(vhost: str, root: Path, **extra: str) -> tuple[dict, Path]:
-    """Worker settings for one test stack: its vhost, Redis database and storage folder."""
+    """Worker settings for one test stack: its vhost, Redis database and storage."""
     env = {
         "RECYCLE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         "RECYCLE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
         "RECYCLE_STORAGE_URL": f"file://{root}/storage",
         "RECYCLE_LOG_FORMAT": "json",
         "RECYCLE_HEARTBEAT_INTERVAL_S": "1",
+        "RECYCLE_METRICS_PORT": "0",
         **extra,
     }
     return env, root
@@ -69,14 +70,20 @@ def settings_from_env(env: dict):
     """Settings for a client in the test process, from a worker environment."""
     from recycle_workers.settings import load_settings
 
-    return load_settings(**{key.removeprefix("RECYCLE_").lower(): value for key, value in env.items()})
+    return load_settings(
+        **{key.removeprefix("RECYCLE_").lower(): value for key, value in env.items()}
+    )
 
 
 def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60
+    )
 
 
-def start_role(role: str, env: dict, root: Path, extra: dict | None = None, *, name: str = ""):
+def start_role(
+    role: str, env: dict, root: Path, extra: dict | None = None, *, name: str = ""
+):
     """Start `recycle-workers run --role ROLE` with ``env`` and its own probe files."""
     probe_dir = root / (name or role)
     role_env = {
@@ -89,7 +96,9 @@ def start_role(role: str, env: dict, root: Path, extra: dict | None = None, *, n
     log = open(root / f"{name or role}.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "recycle_workers", "run", "--role", role],
-        env=role_env, stdout=log, stderr=subprocess.STDOUT,
+        env=role_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     process.probe_env = role_env
     return process
@@ -100,7 +109,9 @@ def wait_until_ready(process, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         probe = subprocess.run(
             [sys.executable, "-m", "recycle_workers", "probe", "readiness"],
-            env=process.probe_env, capture_output=True, timeout=30,
+            env=process.probe_env,
+            capture_output=True,
+            timeout=30,
         )
         if probe.returncode == 0:
             return

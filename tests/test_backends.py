@@ -43,13 +43,17 @@ class FakeClock:
 
 
 class TestRateLimiter:
-    def test_should_wait_for_the_next_minute_when_requests_are_spent(self, redis_client):
+    def test_should_wait_for_the_next_minute_when_requests_are_spent(
+        self, redis_client
+    ):
         clock = FakeClock(now=6_000_030.0)
         limiter = RateLimiter(redis_client, clock=clock, sleep=clock.sleep)
         model = f"model-{uuid.uuid4().hex}"
 
-        waits = [limiter.acquire(model, tokens=10, rpm=2, tpm=0, max_wait_s=120)
-                 for _ in range(3)]
+        waits = [
+            limiter.acquire(model, tokens=10, rpm=2, tpm=0, max_wait_s=120)
+            for _ in range(3)
+        ]
 
         assert waits[:2] == [0.0, 0.0]
         assert 30 <= waits[2] <= 31
@@ -69,7 +73,9 @@ class TestRateLimiter:
 
     def test_should_share_the_budget_between_limiters(self, redis_client):
         clock = FakeClock(now=6_000_000.0)
-        pods = [RateLimiter(redis_client, clock=clock, sleep=clock.sleep) for _ in range(3)]
+        pods = [
+            RateLimiter(redis_client, clock=clock, sleep=clock.sleep) for _ in range(3)
+        ]
         model = f"model-{uuid.uuid4().hex}"
 
         for pod in pods:
@@ -88,14 +94,20 @@ def redis_services(settings, storage_dir, adapter, cache) -> pipeline.Services:
     from recycle_workers.catalog import default_catalog
     from recycle_workers.storage import FileStorage
 
-    return pipeline.Services(settings=settings, storage=FileStorage(storage_dir), cache=cache,
-                             catalog=default_catalog(), adapter=adapter)
+    return pipeline.Services(
+        settings=settings,
+        storage=FileStorage(storage_dir),
+        cache=cache,
+        catalog=default_catalog(),
+        adapter=adapter,
+    )
 
 
 @pytest.fixture
 def ai_settings(fake_openai, tmp_path):
     return load_settings(
-        openai_api_key="sk-test", openai_base_url=fake_openai.base_url,
+        openai_api_key="sk-test",
+        openai_base_url=fake_openai.base_url,
         redis_url=f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
         storage_url=f"file://{tmp_path}/storage",
     )
@@ -106,13 +118,20 @@ class TestInFlightDedupe:
         self, fake_openai, ai_settings, tmp_path, redis_client
     ):
         fake_openai.analysis_latency_s = 0.5
-        services = redis_services(ai_settings, tmp_path / "storage",
-                                  OpenAIAdapter.from_settings(ai_settings),
-                                  RedisCache(redis_client))
+        services = redis_services(
+            ai_settings,
+            tmp_path / "storage",
+            OpenAIAdapter.from_settings(ai_settings),
+            RedisCache(redis_client),
+        )
         image, question = photo(size=(300, 200)), f"생수병 {uuid.uuid4().hex}"
         uploads = [
-            pipeline.run_upload(pipeline.new_request(image=image, question=question, lang="ko",
-                                                     settings=ai_settings), services)
+            pipeline.run_upload(
+                pipeline.new_request(
+                    image=image, question=question, lang="ko", settings=ai_settings
+                ),
+                services,
+            )
             for _ in range(5)
         ]
         analyses = [None] * 5
@@ -120,7 +139,9 @@ class TestInFlightDedupe:
         def analyse(index):
             analyses[index] = pipeline.run_analysis(uploads[index], services).analysis
 
-        threads = [threading.Thread(target=analyse, args=(index,)) for index in range(5)]
+        threads = [
+            threading.Thread(target=analyse, args=(index,)) for index in range(5)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -132,18 +153,26 @@ class TestInFlightDedupe:
 
 
 class TestRedisOutage:
-    def test_should_answer_without_cache_when_redis_is_unreachable(self, fake_openai, tmp_path):
+    def test_should_answer_without_cache_when_redis_is_unreachable(
+        self, fake_openai, tmp_path
+    ):
         settings = load_settings(
-            openai_api_key="sk-test", openai_base_url=fake_openai.base_url,
-            redis_url="redis://127.0.0.1:1/0", storage_url=f"file://{tmp_path}/storage",
+            openai_api_key="sk-test",
+            openai_base_url=fake_openai.base_url,
+            redis_url="redis://127.0.0.1:1/0",
+            storage_url=f"file://{tmp_path}/storage",
         )
-        dead = RedisCache(redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2))
-        services = redis_services(settings, tmp_path / "storage",
-                                  OpenAIAdapter.from_settings(settings), dead)
+        dead = RedisCache(
+            redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+        )
+        services = redis_services(
+            settings, tmp_path / "storage", OpenAIAdapter.from_settings(settings), dead
+        )
 
         def ask():
-            request = pipeline.new_request(image=photo(), question="생수병", lang="ko",
-                                           settings=settings)
+            request = pipeline.new_request(
+                image=photo(), question="생수병", lang="ko", settings=settings
+            )
             return pipeline.run_embedded(request, services)
 
         first, second = ask(), ask()

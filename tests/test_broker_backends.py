@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from recycle_workers.client import BrokerClient
-from recycle_workers.testing.fake_openai import Fault, FakeOpenAI
+from recycle_workers.testing.fake_openai import FakeOpenAI, Fault
 
 from images import photo
 from services import (
@@ -40,8 +40,13 @@ def fake():
 @pytest.fixture(scope="module")
 def bucket(moto_endpoint):
     name = f"photos-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     s3.create_bucket(Bucket=name)
     return s3, name
 
@@ -62,7 +67,9 @@ def stack(tmp_path_factory, moto_endpoint, bucket, fake):
             RECYCLE_OPENAI_API_KEY="sk-test",
             RECYCLE_OPENAI_BASE_URL=fake.base_url,
         )
-        processes = [start_role(role, env, root, extra) for role, extra in ROLES.items()]
+        processes = [
+            start_role(role, env, root, extra) for role, extra in ROLES.items()
+        ]
         try:
             for process in processes:
                 wait_until_ready(process)
@@ -84,7 +91,9 @@ def client(stack, fake):
 class TestBrokerWithBackends:
     def test_should_store_in_s3_and_answer_with_both_models(self, client, fake, bucket):
         s3, bucket_name = bucket
-        job_id = client.submit(image=photo(size=(1200, 900)), question="생수병 버리는 법")
+        job_id = client.submit(
+            image=photo(size=(1200, 900)), question="생수병 버리는 법"
+        )
 
         result = client.wait(job_id, timeout=60)
 
@@ -92,10 +101,12 @@ class TestBrokerWithBackends:
         assert not result.degraded
         assert result.item.id == "clear_pet_bottle"
         assert result.guidance.startswith("투명 페트병")
-        analysis, = fake.calls("analysis")
+        (analysis,) = fake.calls("analysis")
         assert analysis.has_image and analysis.model == "gpt-5"
         assert [call.model for call in fake.calls("generation")] == ["gpt-4o-mini"]
-        keys = [entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket_name)["Contents"]]
+        keys = [
+            entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket_name)["Contents"]
+        ]
         assert any(key.startswith("recycle/originals/") for key in keys)
         assert any(key.startswith("recycle/model/") for key in keys)
 
@@ -103,8 +114,10 @@ class TestBrokerWithBackends:
         fake.analysis_latency_s = 1.0
         image, question = photo(size=(640, 640)), f"물병 {uuid.uuid4().hex[:6]}"
         try:
-            job_ids = [client.submit(image=image, question=question, lang=lang)
-                       for lang in ("ko", "en", "ko", "en", "ko")]
+            job_ids = [
+                client.submit(image=image, question=question, lang=lang)
+                for lang in ("ko", "en", "ko", "en", "ko")
+            ]
             results = [client.wait(job_id, timeout=60) for job_id in job_ids]
         finally:
             fake.analysis_latency_s = 0.0
@@ -115,7 +128,9 @@ class TestBrokerWithBackends:
     def test_should_answer_degraded_through_a_429_storm(self, client, fake):
         fake.add_faults(*[Fault(status=429, retry_after=0.2, kind="analysis")] * 3)
 
-        result = client.wait(client.submit(question="종이컵 어떻게 버려요?"), timeout=60)
+        result = client.wait(
+            client.submit(question="종이컵 어떻게 버려요?"), timeout=60
+        )
 
         assert result.status == "succeeded"
         assert result.degraded

@@ -17,6 +17,7 @@ from recycle_workers.client import BrokerClient
 from recycle_workers.models import JobMessage
 from recycle_workers.roles import ANALYSIS
 
+from images import photo
 from services import (
     broker_vhost,
     settings_from_env,
@@ -25,7 +26,6 @@ from services import (
     stop,
     wait_until_ready,
 )
-from images import photo
 
 pytestmark = pytest.mark.services
 
@@ -67,7 +67,9 @@ def client(stack_env, workers):
 
 class TestBrokerPipeline:
     def test_should_run_a_job_through_all_four_queues(self, client):
-        job_id = client.submit(image=photo(size=(800, 600)), question="생수병 어떻게 버려요?")
+        job_id = client.submit(
+            image=photo(size=(800, 600)), question="생수병 어떻게 버려요?"
+        )
 
         result = client.wait(job_id, timeout=60)
 
@@ -81,9 +83,13 @@ class TestBrokerPipeline:
 
     def test_should_answer_a_repeated_job_from_the_cache(self, client):
         image = photo(size=(900, 600))
-        first = client.wait(client.submit(image=image, question="물병 버리는 법"), timeout=60)
+        first = client.wait(
+            client.submit(image=image, question="물병 버리는 법"), timeout=60
+        )
 
-        second = client.wait(client.submit(image=image, question="물병  버리는 법!"), timeout=60)
+        second = client.wait(
+            client.submit(image=image, question="물병  버리는 법!"), timeout=60
+        )
 
         assert (first.cached, second.cached) == (False, True)
         assert second.guidance == first.guidance
@@ -100,19 +106,30 @@ class TestBrokerPipeline:
     def test_should_finish_every_job_of_a_burst(self, client):
         questions = [f"생수병 {number}개 어떻게 버려요?" for number in range(30)]
 
-        job_ids = [client.submit(question=question, lang="en") for question in questions]
+        job_ids = [
+            client.submit(question=question, lang="en") for question in questions
+        ]
         results = [client.wait(job_id, timeout=90) for job_id in job_ids]
 
         assert [result.status for result in results] == ["succeeded"] * len(questions)
         assert len({result.job_id for result in results}) == len(questions)
 
-    def test_should_not_redo_a_finished_job_when_a_message_is_delivered_again(self, client):
+    def test_should_not_redo_a_finished_job_when_a_message_is_delivered_again(
+        self, client
+    ):
         job_id = client.submit(question="water bottle", lang="en")
         finished = client.wait(job_id, timeout=60)
-        stale = JobMessage(job_id=job_id, question="종이컵", lang="ko", submitted_at=time.time())
+        stale = JobMessage(
+            job_id=job_id, question="종이컵", lang="ko", submitted_at=time.time()
+        )
 
-        client.app.send_task(ANALYSIS.task, args=[stale.model_dump(mode="json")],
-                             task_id=job_id, queue=ANALYSIS.queue, routing_key=ANALYSIS.queue)
+        client.app.send_task(
+            ANALYSIS.task,
+            args=[stale.model_dump(mode="json")],
+            task_id=job_id,
+            queue=ANALYSIS.queue,
+            routing_key=ANALYSIS.queue,
+        )
         # A later job through the same queues proves the stale message was consumed.
         client.wait(client.submit(question="water bottle"), timeout=60)
 
@@ -120,7 +137,9 @@ class TestBrokerPipeline:
 
     def test_should_run_celery_itself_so_signals_reach_it(self, workers):
         for process in workers.values():
-            command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+            command_line = (
+                Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+            )
             assert b"celery" in command_line
 
 
@@ -132,15 +151,28 @@ class TestLifecycle:
 
         assert stop(process) == 0
 
-    def test_should_start_beat_for_the_scheduler_and_keep_its_heartbeat(self, stack_env):
+    def test_should_start_beat_for_the_scheduler_and_keep_its_heartbeat(
+        self, stack_env
+    ):
         env, root = stack_env
         process = start_role("scheduler", env, root)
         try:
             wait_until_ready(process)
             time.sleep(2.5)
             liveness = subprocess.run(
-                [sys.executable, "-m", "recycle_workers", "probe", "liveness", "--max-age", "2"],
-                env=process.probe_env, capture_output=True, text=True, timeout=30,
+                [
+                    sys.executable,
+                    "-m",
+                    "recycle_workers",
+                    "probe",
+                    "liveness",
+                    "--max-age",
+                    "2",
+                ],
+                env=process.probe_env,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             assert liveness.returncode == 0, liveness.stdout
         finally:

@@ -1,7 +1,7 @@
 import re
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,14 +28,20 @@ class TestSettings:
         settings = load_settings()
 
         assert (settings.role, settings.pool, settings.concurrency) == (
-            Role.ANALYZER, Pool.GEVENT, 20
+            Role.ANALYZER,
+            Pool.GEVENT,
+            20,
         )
         assert settings.storage_url == "s3://bucket/images"
 
     @pytest.mark.parametrize(
         ("variable", "value", "expected"),
         [
-            ("RECYCLE_POOL", "eventlet", "must be one of prefork, threads, gevent, solo"),
+            (
+                "RECYCLE_POOL",
+                "eventlet",
+                "must be one of prefork, threads, gevent, solo",
+            ),
             ("RECYCLE_ROLE", "janitor", "must be one of uploader, analyzer, retriever"),
             ("RECYCLE_CONCURRENCY", "0", "greater than or equal to 1"),
             ("RECYCLE_CONCURRENCY", "many", "valid integer"),
@@ -45,7 +51,9 @@ class TestSettings:
             ("RECYCLE_DEFAULT_LANG", "fr", "should match pattern"),
         ],
     )
-    def test_should_name_variable_and_allowed_values(self, monkeypatch, variable, value, expected):
+    def test_should_name_variable_and_allowed_values(
+        self, monkeypatch, variable, value, expected
+    ):
         monkeypatch.setenv(variable, value)
 
         with pytest.raises(SettingsError) as caught:
@@ -60,13 +68,15 @@ class TestSettings:
 
         done = subprocess.run(
             [sys.executable, "-m", "recycle_workers", "run", "--role", "uploader"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
         assert done.returncode == 2
         assert done.stderr.strip().splitlines() == [
-            "recycle-workers: invalid_setting: RECYCLE_POOL: must be one of prefork, threads, "
-            "gevent, solo (got 'eventlet')"
+            "recycle-workers: invalid_setting: RECYCLE_POOL: must be one of prefork, "
+            "threads, gevent, solo (got 'eventlet')"
         ]
         assert "Traceback" not in done.stderr
 
@@ -77,4 +87,6 @@ def test_should_document_every_setting_in_the_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
     documented = set(re.findall(r"^\| `(RECYCLE_[A-Z0-9_]+)` \|", readme, re.MULTILINE))
 
-    assert documented == {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    assert documented == {
+        f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields
+    }

@@ -27,8 +27,10 @@ def make_item(item_id, stream, names, conditional=()):
             ConditionalStep(when=when, text=Text(ko=f"{when} 단계", en=f"{when} step"))
             for when in conditional
         ),
-        not_accepted=NotAccepted(Text(ko="심하면 일반쓰레기.", en="If heavily soiled, general waste."),
-                                 "general_waste"),
+        not_accepted=NotAccepted(
+            Text(ko="심하면 일반쓰레기.", en="If heavily soiled, general waste."),
+            "general_waste",
+        ),
         source="환경부, 가이드라인 (2021)",
     )
 
@@ -36,8 +38,16 @@ def make_item(item_id, stream, names, conditional=()):
 @pytest.fixture
 def tiny_catalog():
     bottle = make_item(
-        "bottle", "clear_pet", ("생수병", "water bottle"),
-        conditional=("lid_on", "not_washed", "label_on", "contaminated", "contents_left"),
+        "bottle",
+        "clear_pet",
+        ("생수병", "water bottle"),
+        conditional=(
+            "lid_on",
+            "not_washed",
+            "label_on",
+            "contaminated",
+            "contents_left",
+        ),
     )
     receipt = make_item("receipt", "general_waste", ("영수증", "receipt"))
     paper = make_item("paper_bag", "paper", ("종이백", "paper bag"))
@@ -52,15 +62,21 @@ def tiny_catalog():
 
 class TestAnalyzer:
     def test_should_infer_item_from_question_when_offline(self, tiny_catalog):
-        analysis = analyze(question="이 생수병 어떻게 버려요?", image_jpeg=None,
-                           catalog=tiny_catalog, adapter=None)
+        analysis = analyze(
+            question="이 생수병 어떻게 버려요?",
+            image_jpeg=None,
+            catalog=tiny_catalog,
+            adapter=None,
+        )
 
         assert analysis.item_id == "bottle"
         assert analysis.method == "text"
         assert analysis.degraded_reason == "offline"
 
     def test_should_say_unknown_without_a_usable_question(self, tiny_catalog):
-        analysis = analyze(question=None, image_jpeg=b"jpeg", catalog=tiny_catalog, adapter=None)
+        analysis = analyze(
+            question=None, image_jpeg=b"jpeg", catalog=tiny_catalog, adapter=None
+        )
 
         assert analysis.item_id is None
         assert analysis.method == "none"
@@ -70,26 +86,40 @@ class TestAnalyzer:
             def analyze(self, **_):
                 raise AdapterError("ai_unavailable", "429 after retries")
 
-        analysis = analyze(question="water bottle", image_jpeg=b"x", catalog=tiny_catalog,
-                           adapter=Failing())
+        analysis = analyze(
+            question="water bottle",
+            image_jpeg=b"x",
+            catalog=tiny_catalog,
+            adapter=Failing(),
+        )
 
-        assert (analysis.item_id, analysis.degraded_reason) == ("bottle", "ai_unavailable")
+        assert (analysis.item_id, analysis.degraded_reason) == (
+            "bottle",
+            "ai_unavailable",
+        )
 
     def test_should_name_the_runner_up_when_streams_differ_and_scores_are_close(
         self, tiny_catalog
     ):
-        analysis = infer_from_text("종이컵이랑 종이백", tiny_catalog, degraded_reason="offline")
+        analysis = infer_from_text(
+            "종이컵이랑 종이백", tiny_catalog, degraded_reason="offline"
+        )
 
         assert {analysis.item_id, *analysis.alternatives} == {"paper_cup", "paper_bag"}
 
     @pytest.mark.parametrize(
         ("text", "expected"),
         [
-            ("뚜껑 없고 깨끗이 씻었어요", {"lid": False, "washed": True, "contamination": "none"}),
+            (
+                "뚜껑 없고 깨끗이 씻었어요",
+                {"lid": False, "washed": True, "contamination": "none"},
+            ),
             ("라벨은 뗐고 안 씻었어요", {"label": False, "washed": False}),
             ("국물이 묻은 용기", {"contamination": "light"}),
-            ("washed, lid off, label removed",
-             {"washed": True, "lid": False, "label": False, "contamination": "none"}),
+            (
+                "washed, lid off, label removed",
+                {"washed": True, "lid": False, "label": False, "contamination": "none"},
+            ),
             ("깨진 유리병", {"broken": True}),
             ("컵", {}),
         ],
@@ -118,8 +148,12 @@ class TestRetriever:
         rules = retrieve(analysis, catalog=tiny_catalog, lang="en")
 
         assert rules.steps == (
-            "Empty it.", "lid_on step", "not_washed step", "label_on step",
-            "contaminated step", "contents_left step",
+            "Empty it.",
+            "lid_on step",
+            "not_washed step",
+            "label_on step",
+            "contaminated step",
+            "contents_left step",
         )
         assert "1. Empty it." in rules.prompt_context
         assert rules.not_accepted == "If heavily soiled, general waste."
@@ -146,8 +180,9 @@ class TestGenerator:
         analysis = Analysis(item_id="bottle")
         rules = retrieve(analysis, catalog=tiny_catalog, lang="ko")
 
-        guidance = compose_guidance(analysis=analysis, rules=rules, catalog=tiny_catalog,
-                                    lang="ko")
+        guidance = compose_guidance(
+            analysis=analysis, rules=rules, catalog=tiny_catalog, lang="ko"
+        )
 
         assert guidance.text.startswith("생수병은 clear_pet")
         assert guidance.steps == rules.steps
@@ -156,8 +191,9 @@ class TestGenerator:
         analysis = Analysis(item_id="paper_cup", alternatives=("paper_bag",))
         rules = retrieve(analysis, catalog=tiny_catalog, lang="en")
 
-        guidance = compose_guidance(analysis=analysis, rules=rules, catalog=tiny_catalog,
-                                    lang="en")
+        guidance = compose_guidance(
+            analysis=analysis, rules=rules, catalog=tiny_catalog, lang="en"
+        )
 
         assert "not sure" in guidance.text
         assert "paper cup" in guidance.text and "paper bag" in guidance.text
@@ -166,8 +202,9 @@ class TestGenerator:
         analysis = Analysis(item_id=None)
         rules = retrieve(analysis, catalog=tiny_catalog, lang="ko")
 
-        guidance = compose_guidance(analysis=analysis, rules=rules, catalog=tiny_catalog,
-                                    lang="ko")
+        guidance = compose_guidance(
+            analysis=analysis, rules=rules, catalog=tiny_catalog, lang="ko"
+        )
 
         assert "물건 이름" in guidance.text
         assert guidance.steps == ()
@@ -175,8 +212,12 @@ class TestGenerator:
 
 class TestPipeline:
     def test_should_answer_from_photo_and_question(self, services):
-        request = pipeline.new_request(image=photo(), question="생수병 어떻게 버려요?",
-                                       lang="ko", settings=services.settings)
+        request = pipeline.new_request(
+            image=photo(),
+            question="생수병 어떻게 버려요?",
+            lang="ko",
+            settings=services.settings,
+        )
 
         result = pipeline.run_embedded(request, services)
 
@@ -190,8 +231,12 @@ class TestPipeline:
 
     def test_should_serve_the_second_identical_job_from_cache(self, services):
         def ask():
-            request = pipeline.new_request(image=photo(), question="생수 병 어떻게 버려요",
-                                           lang="ko", settings=services.settings)
+            request = pipeline.new_request(
+                image=photo(),
+                question="생수 병 어떻게 버려요",
+                lang="ko",
+                settings=services.settings,
+            )
             return pipeline.run_embedded(request, services)
 
         first, second = ask(), ask()
@@ -202,8 +247,12 @@ class TestPipeline:
 
     def test_should_not_share_cache_between_languages(self, services):
         def ask(lang):
-            request = pipeline.new_request(image=None, question="water bottle", lang=lang,
-                                           settings=services.settings)
+            request = pipeline.new_request(
+                image=None,
+                question="water bottle",
+                lang=lang,
+                settings=services.settings,
+            )
             return pipeline.run_embedded(request, services)
 
         korean, english = ask("ko"), ask("en")
@@ -212,8 +261,9 @@ class TestPipeline:
         assert korean.guidance != english.guidance
 
     def test_should_fail_the_job_with_the_image_error(self, services):
-        request = pipeline.new_request(image=b"not an image", question=None, lang="ko",
-                                       settings=services.settings)
+        request = pipeline.new_request(
+            image=b"not an image", question=None, lang="ko", settings=services.settings
+        )
 
         result = pipeline.run_embedded(request, services)
 
@@ -229,8 +279,12 @@ class TestPipeline:
             (b"\xff" * (10 * 1024 * 1024 + 1), None, ErrorCode.IMAGE_TOO_LARGE),
         ],
     )
-    def test_should_refuse_unusable_input_before_enqueue(self, settings, image, question, code):
+    def test_should_refuse_unusable_input_before_enqueue(
+        self, settings, image, question, code
+    ):
         with pytest.raises(JobError) as caught:
-            pipeline.new_request(image=image, question=question, lang="ko", settings=settings)
+            pipeline.new_request(
+                image=image, question=question, lang="ko", settings=settings
+            )
 
         assert caught.value.code == code

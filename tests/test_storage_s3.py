@@ -14,18 +14,21 @@ class TestS3Storage:
     def test_should_store_original_and_model_copy_with_content_types(self, s3_settings):
         storage = storage_from_settings(s3_settings)
         raw = photo(format="PNG")
-        prepared = prepare_image(raw, max_bytes=10**7, max_pixels=10**8, max_side=128,
-                                 jpeg_quality=80)
+        prepared = prepare_image(
+            raw, max_bytes=10**7, max_pixels=10**8, max_side=128, jpeg_quality=80
+        )
 
         stored = store_image(prepared, raw, storage)
 
         assert isinstance(storage, S3Storage)
         assert storage.get(stored.original_key) == raw
-        head = storage.client.head_object(Bucket=storage.bucket,
-                                          Key=f"recycle/{stored.original_key}")
+        head = storage.client.head_object(
+            Bucket=storage.bucket, Key=f"recycle/{stored.original_key}"
+        )
         assert head["ContentType"] == "image/png"
-        model_head = storage.client.head_object(Bucket=storage.bucket,
-                                                Key=f"recycle/{stored.model_key}")
+        model_head = storage.client.head_object(
+            Bucket=storage.bucket, Key=f"recycle/{stored.model_key}"
+        )
         assert model_head["ContentType"] == "image/jpeg"
 
     def test_should_keep_keys_under_the_prefix_and_list_them(self, s3_settings):
@@ -53,10 +56,14 @@ class TestS3Storage:
 
         storage.put("secret.jpg", b"x", content_type="image/jpeg")
 
-        head = storage.client.head_object(Bucket=storage.bucket, Key="recycle/secret.jpg")
+        head = storage.client.head_object(
+            Bucket=storage.bucket, Key="recycle/secret.jpg"
+        )
         assert head["ServerSideEncryption"] == "AES256"
 
-    def test_should_hand_out_a_time_limited_url_that_reads_the_object(self, s3_settings):
+    def test_should_hand_out_a_time_limited_url_that_reads_the_object(
+        self, s3_settings
+    ):
         storage = storage_from_settings(s3_settings)
         storage.put("shared.jpg", b"photo bytes", content_type="image/jpeg")
 

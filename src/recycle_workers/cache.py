@@ -11,12 +11,15 @@ import json
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
 
+from recycle_workers.logs import log_event
 from recycle_workers.matcher import normalise
 from recycle_workers.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Cache(Protocol):
@@ -34,17 +37,25 @@ class Cache(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def append(self, key: str, value: dict, *, ttl_s: int) -> None:
+        """Add ``value`` at the end of the list at ``key``."""
+        ...
+
+    def read_list(self, key: str, *, start: int = 0) -> list[dict]: ...
+
 
 def answer_key(
     *, image_sha256: str | None, question: str | None, catalog_version: str, lang: str
 ) -> str:
-    """The cache key of an answer: same photo, same question, same rules, same language."""
+    """The key of an answer: same photo, question, rules version and language."""
     parts = (image_sha256 or "-", normalise(question or ""), catalog_version, lang)
     digest = hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
     return f"{KEY_PREFIX}answer:{digest}"
 
 
-def analysis_key(*, image_sha256: str | None, question: str | None, catalog_version: str) -> str:
+def analysis_key(
+    *, image_sha256: str | None, question: str | None, catalog_version: str
+) -> str:
     """The cache key of an analysis, which does not depend on the answer's language."""
     parts = (image_sha256 or "-", normalise(question or ""), catalog_version)
     digest = hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
@@ -66,6 +77,7 @@ class MemoryCache:
 
     def __init__(self, *, clock=time.monotonic) -> None:
         self._entries: dict[str, tuple[float, str]] = {}
+        self._lists: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -99,6 +111,14 @@ class MemoryCache:
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
 
+    def append(self, key: str, value: dict, *, ttl_s: int) -> None:
+        with self._lock:
+            self._lists.setdefault(key, []).append(json.dumps(value))
+
+    def read_list(self, key: str, *, start: int = 0) -> list[dict]:
+        with self._lock:
+            return [json.loads(entry) for entry in self._lists.get(key, [])[start:]]
+
 
 class RedisCache:
     """A cache in Redis, shared by every pod; an unreachable Redis reads as empty."""
@@ -120,48 +140,57 @@ class RedisCache:
         )
 
     def get(self, key: str) -> dict | None:
-        import redis
-
-        try:
-            payload = self.client.get(key)
-        except redis.RedisError as exc:
-            logger.warning("event=cache_unavailable op=get error=%s", type(exc).__name__)
-            return None
+        payload = self._tolerant("get", lambda: self.client.get(key), None)
         return json.loads(payload) if payload is not None else None
 
     def set(self, key: str, value: dict, *, ttl_s: int) -> None:
-        import redis
-
-        try:
-            self.client.set(key, json.dumps(value), ex=ttl_s)
-        except redis.RedisError as exc:
-            logger.warning("event=cache_unavailable op=set error=%s", type(exc).__name__)
+        self._tolerant(
+            "set", lambda: self.client.set(key, json.dumps(value), ex=ttl_s), None
+        )
 
     def claim(self, key: str, *, ttl_s: int) -> bool:
-        import redis
-
-        try:
-            return bool(self.client.set(key, "1", nx=True, ex=ttl_s))
-        except redis.RedisError as exc:
-            # Without Redis nobody can coordinate: go ahead rather than wait.
-            logger.warning("event=cache_unavailable op=claim error=%s", type(exc).__name__)
-            return True
+        # Without Redis nobody can coordinate: go ahead rather than wait.
+        claimed = self._tolerant(
+            "claim", lambda: self.client.set(key, "1", nx=True, ex=ttl_s), True
+        )
+        return bool(claimed)
 
     def release(self, key: str) -> None:
-        import redis
-
-        try:
-            self.client.delete(key)
-        except redis.RedisError as exc:
-            logger.warning("event=cache_unavailable op=release error=%s", type(exc).__name__)
+        self._tolerant("release", lambda: self.client.delete(key), None)
 
     def exists(self, key: str) -> bool:
+        return bool(self._tolerant("exists", lambda: self.client.exists(key), False))
+
+    def append(self, key: str, value: dict, *, ttl_s: int) -> None:
+        def push() -> None:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, json.dumps(value))
+                pipe.expire(key, ttl_s)
+                pipe.execute()
+
+        self._tolerant("append", push, None)
+
+    def read_list(self, key: str, *, start: int = 0) -> list[dict]:
+        entries = self._tolerant(
+            "read_list", lambda: self.client.lrange(key, start, -1), []
+        )
+        return [json.loads(entry) for entry in entries]
+
+    def _tolerant(self, op: str, call: Callable[[], T], fallback: T) -> T:
+        """Run one Redis call; on a Redis error log it and return ``fallback``."""
         import redis
 
         try:
-            return bool(self.client.exists(key))
-        except redis.RedisError:
-            return False
+            return call()
+        except redis.RedisError as exc:
+            log_event(
+                logger,
+                "cache_unavailable",
+                level=logging.WARNING,
+                op=op,
+                error=type(exc).__name__,
+            )
+            return fallback
 
 
 def cache_from_settings(settings: Settings) -> Cache:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
-from recycle_workers import pipeline
+from recycle_workers import pipeline, progress
 from recycle_workers.cache import MemoryCache
 from recycle_workers.catalog import default_catalog
 from recycle_workers.errors import ErrorCode, JobError
@@ -46,7 +46,11 @@ class JobState:
 
 class Client(Protocol):
     def submit(
-        self, *, image: bytes | None = None, question: str | None = None, lang: str = "ko"
+        self,
+        *,
+        image: bytes | None = None,
+        question: str | None = None,
+        lang: str = "ko",
     ) -> str: ...
 
     def state(self, job_id: str) -> JobState: ...
@@ -59,12 +63,18 @@ class BrokerClient:
 
     def __init__(self, settings: Settings) -> None:
         from recycle_workers.app import create_app
+        from recycle_workers.cache import RedisCache
 
         self.settings = settings
         self.app = create_app(settings)
+        self.cache = RedisCache.from_url(settings.redis_url.get_secret_value())
 
     def submit(
-        self, *, image: bytes | None = None, question: str | None = None, lang: str = "ko"
+        self,
+        *,
+        image: bytes | None = None,
+        question: str | None = None,
+        lang: str = "ko",
     ) -> str:
         from kombu.exceptions import OperationalError
 
@@ -81,6 +91,9 @@ class BrokerClient:
                 queue=UPLOAD.queue,
                 routing_key=UPLOAD.queue,
                 retry=True,
+                # The stages store the outcome themselves; without this Celery would
+                # subscribe to Redis here, and a Redis outage would stop submissions.
+                ignore_result=True,
             )
         except OperationalError as exc:
             raise JobError(
@@ -96,6 +109,10 @@ class BrokerClient:
         if status in ("SUCCESS", "FAILURE"):
             return JobState(job_id, self._result_from(job_id, meta).status)
         return JobState(job_id, "queued")
+
+    def events(self, job_id: str, *, start: int = 0) -> list[progress.ProgressEvent]:
+        """The job's progress events from index ``start`` on, oldest first."""
+        return progress.read(self.cache, job_id, start=start)
 
     def result(self, job_id: str) -> JobResult | None:
         """The finished job's result, or ``None`` while it is still under way."""
@@ -114,7 +131,8 @@ class BrokerClient:
         except ResultTimeout:
             raise JobError(
                 ErrorCode.WAIT_TIMEOUT,
-                f"Job {job_id} did not finish within {timeout:g} s; it may still finish.",
+                f"Job {job_id} did not finish within {timeout:g} s; "
+                "it may still finish.",
             ) from None
         return self._result_from(job_id, self.app.backend.get_task_meta(job_id))
 
@@ -127,7 +145,9 @@ class BrokerClient:
             return JobResult.model_validate(meta["result"])
         # A stage that died past its hard limit leaves Celery's own failure record.
         return pipeline.failed_result(
-            job_id, ErrorCode.STAGE_FAILED, f"A stage of the job failed: {meta.get('result')}."
+            job_id,
+            ErrorCode.STAGE_FAILED,
+            f"A stage of the job failed: {meta.get('result')}.",
         )
 
 
@@ -148,7 +168,11 @@ class EmbeddedClient:
         self._results: dict[str, JobResult] = {}
 
     def submit(
-        self, *, image: bytes | None = None, question: str | None = None, lang: str = "ko"
+        self,
+        *,
+        image: bytes | None = None,
+        question: str | None = None,
+        lang: str = "ko",
     ) -> str:
         request = pipeline.new_request(
             image=image, question=question, lang=lang, settings=self.settings
@@ -164,7 +188,9 @@ class EmbeddedClient:
         try:
             return self._results[job_id]
         except KeyError:
-            raise JobError(ErrorCode.WAIT_TIMEOUT, f"No job {job_id} in this process.") from None
+            raise JobError(
+                ErrorCode.WAIT_TIMEOUT, f"No job {job_id} in this process."
+            ) from None
 
     def close(self) -> None:
         self._results.clear()

@@ -10,6 +10,7 @@ import logging
 
 from recycle_workers.catalog import Catalog
 from recycle_workers.llm import Adapter, AdapterError
+from recycle_workers.logs import log_event
 from recycle_workers.models import Analysis, Guidance, RuleContext
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,13 @@ def generate(
     """Write the answer; falls back to the rules alone when the model is unavailable."""
     if adapter is not None and rules.item_id is not None:
         try:
-            return adapter.generate(question=question, analysis=analysis, rules=rules, lang=lang)
+            return adapter.generate(
+                question=question, analysis=analysis, rules=rules, lang=lang
+            )
         except AdapterError as exc:
-            logger.warning("event=generation_fallback reason=%s", exc.reason)
+            log_event(
+                logger, "generation_fallback", level=logging.WARNING, reason=exc.reason
+            )
     return compose_guidance(analysis=analysis, rules=rules, catalog=catalog, lang=lang)
 
 
@@ -57,12 +62,14 @@ def compose_guidance(
             sentences.insert(
                 0,
                 f"I am not sure whether this is a {name.lower()} ({stream}) or a "
-                f"{other_name.lower()} ({other_stream}); the closer match is the {name.lower()}.",
+                f"{other_name.lower()} ({other_stream}); "
+                f"the closer match is the {name.lower()}.",
             )
         else:
             sentences.insert(
                 0,
-                f"{name}({stream})인지 {other_name}({other_stream})인지 확실하지 않습니다. "
+                f"{name}({stream})인지 {other_name}({other_stream})인지 "
+                "확실하지 않습니다. "
                 f"더 가까운 쪽은 {name}입니다.",
             )
     if rules.not_accepted:
@@ -101,7 +108,7 @@ def _has_final_consonant(word: str) -> bool:
 
 
 def _last_syllable(word: str) -> str | None:
-    """The last Hangul syllable, ignoring a closing parenthetical such as '(스티로폼)'."""
+    """The last Hangul syllable, ignoring a closing parenthetical like '(스티로폼)'."""
     stripped = word.split("(")[0].strip() if word.endswith(")") else word.strip()
     if stripped and "\uac00" <= stripped[-1] <= "\ud7a3":
         return stripped[-1]

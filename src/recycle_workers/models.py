@@ -30,7 +30,10 @@ class ItemState(_Value):
 
     def public(self) -> "PublicState":
         return PublicState(
-            lid=self.lid, washed=self.washed, contamination=self.contamination, label=self.label
+            lid=self.lid,
+            washed=self.washed,
+            contamination=self.contamination,
+            label=self.label,
         )
 
 

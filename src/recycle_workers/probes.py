@@ -34,7 +34,9 @@ def clear(settings: Settings) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def check_liveness(settings: Settings, *, max_age_s: float | None = None) -> tuple[bool, str]:
+def check_liveness(
+    settings: Settings, *, max_age_s: float | None = None
+) -> tuple[bool, str]:
     """Alive when the heartbeat file is younger than ``max_age_s``."""
     limit = max_age_s if max_age_s is not None else 3 * settings.heartbeat_interval_s
     try:

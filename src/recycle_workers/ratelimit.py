@@ -14,6 +14,8 @@ import random
 import time
 from typing import Callable
 
+from recycle_workers.logs import log_event
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ class RateLimiter:
     def acquire(
         self, model: str, *, tokens: int, rpm: int, tpm: int, max_wait_s: float
     ) -> float:
-        """Take one request and ``tokens`` from ``model``'s budget; return seconds waited.
+        """Take a request and ``tokens`` from ``model``'s budget; return seconds waited.
 
         Raises :class:`RateLimitExceeded` when no budget frees up within ``max_wait_s``.
         """
@@ -56,7 +58,7 @@ class RateLimiter:
                 raise RateLimitExceeded(
                     f"Budget of {model} stayed spent for more than {max_wait_s:g} s"
                 )
-            logger.info("event=rate_limit_wait model=%s wait_s=%.1f", model, wait)
+            log_event(logger, "rate_limit_wait", model=model, wait_s=round(wait, 1))
             self.sleep(wait)
             waited += wait
 
@@ -68,9 +70,17 @@ class RateLimiter:
         try:
             self.client.incrby(_tokens_key(model, window), used - estimated)
         except redis.RedisError as exc:
-            logger.warning("event=rate_limit_unavailable op=correct error=%s", type(exc).__name__)
+            log_event(
+                logger,
+                "rate_limit_unavailable",
+                level=logging.WARNING,
+                op="correct",
+                error=type(exc).__name__,
+            )
 
-    def _try_take(self, model: str, window: int, *, tokens: int, rpm: int, tpm: int) -> bool:
+    def _try_take(
+        self, model: str, window: int, *, tokens: int, rpm: int, tpm: int
+    ) -> bool:
         import redis
 
         try:
@@ -79,7 +89,13 @@ class RateLimiter:
                 args=[rpm, tpm, tokens, int(WINDOW_S * 2)],
             )
         except redis.RedisError as exc:
-            logger.warning("event=rate_limit_unavailable op=take error=%s", type(exc).__name__)
+            log_event(
+                logger,
+                "rate_limit_unavailable",
+                level=logging.WARNING,
+                op="take",
+                error=type(exc).__name__,
+            )
             return True
         return bool(taken)
 
@@ -94,7 +110,8 @@ def _tokens_key(model: str, window: int) -> str:
 
 # A limit of 0 means no limit. Both counters move together or not at all.
 _TAKE_SCRIPT = """
-local rpm, tpm, tokens, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tokens, ttl = tonumber(ARGV[3]), ARGV[4]
 local requests = tonumber(redis.call('GET', KEYS[1]) or '0')
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 if rpm > 0 and requests + 1 > rpm then return 0 end

@@ -38,15 +38,20 @@ def retrieve(analysis: Analysis, *, catalog: Catalog, lang: str) -> RuleContext:
         source=item.source,
         stream_words=tuple(
             word
-            for name in (catalog.streams[item.stream].ko, catalog.streams[item.stream].en)
+            for name in (
+                catalog.streams[item.stream].ko,
+                catalog.streams[item.stream].en,
+            )
             for word in stream_words(name)
         ),
-        prompt_context=prompt_context(item, steps, not_accepted, catalog=catalog, lang=lang),
+        prompt_context=prompt_context(
+            item, steps, not_accepted, catalog=catalog, lang=lang
+        ),
     )
 
 
 def applies(condition: Condition, state: ItemState) -> bool:
-    """Whether a step for ``condition`` may be needed, given what is known of the state."""
+    """Whether a step for ``condition`` may be needed, given what is known."""
     unwashed_or_unknown = state.washed is not True
     if condition == "lid_on":
         return state.lid is not False
@@ -76,11 +81,20 @@ def stream_words(stream_name: str) -> list[str]:
 
 
 def prompt_context(
-    item: Item, steps: list[str], not_accepted: str | None, *, catalog: Catalog, lang: str
+    item: Item,
+    steps: list[str],
+    not_accepted: str | None,
+    *,
+    catalog: Catalog,
+    lang: str,
 ) -> str:
     """The rules as plain text, the only facts the answer may use."""
     stream = catalog.streams[item.stream].in_lang(lang)
-    lines = [f"item: {item.name.in_lang(lang)} ({item.item_id})", f"stream: {stream}", "steps:"]
+    lines = [
+        f"item: {item.name.in_lang(lang)} ({item.item_id})",
+        f"stream: {stream}",
+        "steps:",
+    ]
     lines += [f"{number}. {step}" for number, step in enumerate(steps, start=1)]
     if not_accepted:
         lines.append(f"when not accepted: {not_accepted}")

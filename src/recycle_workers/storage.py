@@ -67,7 +67,11 @@ class FileStorage:
             return
         for path in sorted(self.root.rglob("*")):
             key = path.relative_to(self.root).as_posix()
-            if path.is_file() and not path.name.startswith(".part-") and key.startswith(prefix):
+            if (
+                path.is_file()
+                and not path.name.startswith(".part-")
+                and key.startswith(prefix)
+            ):
                 modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
                 yield key, modified
 
@@ -86,7 +90,13 @@ class S3Storage:
     """Objects in an S3 (or S3-compatible) bucket under a key prefix."""
 
     def __init__(
-        self, bucket: str, prefix: str, client, *, sse: str = "", sse_kms_key_id: str | None = None
+        self,
+        bucket: str,
+        prefix: str,
+        client,
+        *,
+        sse: str = "",
+        sse_kms_key_id: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")

@@ -124,18 +124,26 @@ class FakeOpenAI:
 
     def answer(self, request: dict) -> tuple[int, dict, dict]:
         """Status, headers and body for one chat completion request."""
-        schema_name = request.get("response_format", {}).get("json_schema", {}).get("name", "")
+        schema_name = (
+            request.get("response_format", {}).get("json_schema", {}).get("name", "")
+        )
         kind = "analysis" if schema_name == "waste_item_analysis" else "generation"
         system, user, has_image = _texts(request.get("messages", []))
         question = _question(user)
-        self._record(Call(kind, request.get("model", ""), question, has_image, system, user))
+        self._record(
+            Call(kind, request.get("model", ""), question, has_image, system, user)
+        )
 
         fault = self._next_fault(kind)
-        time.sleep(self.analysis_latency_s if kind == "analysis" else self.generation_latency_s)
+        time.sleep(
+            self.analysis_latency_s if kind == "analysis" else self.generation_latency_s
+        )
         if fault is not None and fault.delay_s:
             time.sleep(fault.delay_s)
         if fault is not None and fault.status is not None:
-            headers = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after else {}
+            headers = (
+                {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after else {}
+            )
             return fault.status, headers, _error_body(fault.status)
 
         if fault is not None and fault.malformed:
@@ -156,8 +164,14 @@ class FakeOpenAI:
         if item_id not in allowed and self.enforce_schema:
             item_id = "unknown"
         return {
-            "item_id": item_id, "lid": None, "washed": True, "contamination": "none",
-            "label": None, "broken": None, "contents_left": None, "confidence": 0.9,
+            "item_id": item_id,
+            "lid": None,
+            "washed": True,
+            "contamination": "none",
+            "label": None,
+            "broken": None,
+            "contents_left": None,
+            "confidence": 0.9,
         }
 
     def _generation(self, user: str, question: str | None) -> dict:
@@ -211,12 +225,18 @@ def _texts(messages: list[dict]) -> tuple[str, str, bool]:
     system, user, has_image = [], [], False
     for message in messages:
         content = message.get("content")
-        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        parts = (
+            content
+            if isinstance(content, list)
+            else [{"type": "text", "text": content}]
+        )
         for part in parts:
             if part.get("type") == "image_url":
                 has_image = True
             elif part.get("type") == "text":
-                (system if message.get("role") == "system" else user).append(part["text"] or "")
+                (system if message.get("role") == "system" else user).append(
+                    part["text"] or ""
+                )
     return "\n".join(system), "\n".join(user), has_image
 
 
@@ -231,11 +251,13 @@ def _completion(model: str, content: str, prompt: str) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "finish_reason": "stop",
-            "message": {"role": "assistant", "content": content, "refusal": None},
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content, "refusal": None},
+            }
+        ],
         "usage": {
             "prompt_tokens": len(prompt) // 4 + 1,
             "completion_tokens": len(content) // 4 + 1,
@@ -245,11 +267,15 @@ def _completion(model: str, content: str, prompt: str) -> dict:
 
 
 def _error_body(status: int) -> dict:
-    kind = {429: "rate_limit_exceeded", 500: "server_error"}.get(status, "invalid_request")
+    kind = {429: "rate_limit_exceeded", 500: "server_error"}.get(
+        status, "invalid_request"
+    )
     return {"error": {"message": f"fake error {status}", "type": kind, "code": kind}}
 
 
-_INJECTION = re.compile(r"ignore (all |the )?(previous|above) instructions|무시하고", re.I)
+_INJECTION = re.compile(
+    r"ignore (all |the )?(previous|above) instructions|무시하고", re.I
+)
 
 
 def main() -> None:
