@@ -11,15 +11,39 @@ SERVICE_ACCOUNT = ["templates/serviceaccount.yaml"]
 
 
 class TestNetworkPolicy:
-    def test_should_deny_all_ingress_by_default(self):
+    def test_should_allow_ingress_only_to_the_metrics_port_from_prometheus(self):
         (policy,) = render_chart(show_only=NETWORK_POLICY)
 
         assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-        assert "ingress" not in policy["spec"]
+        assert policy["spec"]["ingress"] == [
+            {
+                "ports": [{"port": "metrics", "protocol": "TCP"}],
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                        },
+                        "podSelector": {
+                            "matchLabels": {"app.kubernetes.io/name": "prometheus"}
+                        },
+                    }
+                ],
+            }
+        ]
         assert policy["spec"]["podSelector"]["matchLabels"] == {
             "app.kubernetes.io/name": "recycle-pipeline",
             "app.kubernetes.io/instance": "recycle",
         }
+
+    @pytest.mark.parametrize(
+        "values",
+        [{"metrics": {"enabled": False}}, {"networkPolicy": {"metricsFrom": []}}],
+        ids=["metrics-off", "no-scrapers"],
+    )
+    def test_should_deny_all_ingress_without_metrics_or_scrapers(self, values):
+        (policy,) = render_chart(values, show_only=NETWORK_POLICY)
+
+        assert "ingress" not in policy["spec"]
 
     @pytest.mark.parametrize(
         ("port", "protocol"),

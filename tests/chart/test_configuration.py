@@ -8,8 +8,8 @@ import jmespath
 import pytest
 from helm_template import ChartRenderError, by_component, render_chart
 
-from recycle_workers.roles import STAGE_BY_ROLE
-from recycle_workers.settings import ENV_PREFIX, Role, Settings
+from recycle_workers.roles import STAGE_BY_ROLE, queues_for
+from recycle_workers.settings import ENV_PREFIX, Role, Settings, load_settings
 
 CONFIG_MAP = ["templates/configmap.yaml"]
 SECRET = ["templates/secret.yaml"]
@@ -79,12 +79,36 @@ class TestConfigMap:
                 "http://minio:9000",
             ),
             ("defaultLang", "en", "RECYCLE_DEFAULT_LANG", "en"),
+            (
+                "schedulePurgeImages",
+                "30 4 * * *",
+                "RECYCLE_SCHEDULE_PURGE_IMAGES",
+                "30 4 * * *",
+            ),
+            ("schedulerLeaseS", 20, "RECYCLE_SCHEDULER_LEASE_S", "20"),
         ],
     )
     def test_should_write_a_setting_as_the_worker_reads_it(
         self, key, value, variable, text
     ):
         assert config_data({"config": {key: value}})[variable] == text
+
+    def test_should_hold_the_scheduler_defaults_the_package_declares(self):
+        data = config_data()
+        defaults = load_settings()
+
+        for variable in (
+            "RECYCLE_SCHEDULE_PURGE_IMAGES",
+            "RECYCLE_SCHEDULE_CACHE_CLEANUP",
+            "RECYCLE_SCHEDULE_DAILY_STATS",
+        ):
+            field = variable.removeprefix(ENV_PREFIX).lower()
+            assert data[variable] == getattr(defaults, field)
+
+    @pytest.mark.parametrize("schedule", ["0 3 * *", "daily", "every s"])
+    def test_should_refuse_a_schedule_that_is_not_cron_or_every(self, schedule):
+        with pytest.raises(ChartRenderError, match="schedulePurgeImages"):
+            config_data({"config": {"schedulePurgeImages": schedule}})
 
     def test_should_never_hold_a_secret(self):
         data = config_data({"secrets": {"openaiApiKey": "sk-test"}})
@@ -190,7 +214,7 @@ class TestSettingsContract:
         queues = next(
             entry["value"] for entry in env if entry["name"] == "RECYCLE_QUEUES"
         )
-        assert queues == STAGE_BY_ROLE[role].queue
+        assert queues == ",".join(queues_for(role))
 
     @pytest.mark.parametrize(
         "role", [role for role in Role if role is not Role.SCHEDULER]

@@ -55,7 +55,7 @@ class TestDeployment:
     @pytest.mark.parametrize(
         ("role", "pool", "concurrency", "queues"),
         [
-            ("uploader", "prefork", "4", "q.image_upload"),
+            ("uploader", "prefork", "4", "q.image_upload,q.maintenance"),
             ("analyzer", "gevent", "20", "q.gpt5_analysis"),
             ("retriever", "prefork", "4", "q.rule_retrieval"),
             ("generator", "gevent", "10", "q.response_generation"),

@@ -105,6 +105,34 @@ class TestValuesSchema:
                 "/workers/analyzer/pdb/minAvailable",
                 "'oneOf' failed",
             ),
+            ({"metrics": {"scrape": True}}, "/metrics", "'scrape' not allowed"),
+            ({"metrics": {"port": 0}}, "/metrics/port", "got 0, want 1"),
+            (
+                {"metrics": {"serviceMonitor": {"interval": "30 seconds"}}},
+                "/metrics/serviceMonitor/interval",
+                "does not match pattern",
+            ),
+            (
+                {"metrics": {"prometheusRule": {"failureRate": {"ratio": 5}}}},
+                "/metrics/prometheusRule/failureRate/ratio",
+                "want 1",
+            ),
+            (
+                {"metrics": {"prometheusRule": {"schedules": {"purge_images": "1d"}}}},
+                "/metrics/prometheusRule/schedules/purge_images",
+                "got string, want integer",
+            ),
+            ({"flower": {"basicAuth": "a:b"}}, "/flower", "'basicAuth' not allowed"),
+            (
+                {"flower": {"auth": {"username": "ops:admin"}}},
+                "/flower/auth/username",
+                "does not match pattern",
+            ),
+            (
+                {"networkPolicy": {"metricsFrom": {"podSelector": {}}}},
+                "/networkPolicy/metricsFrom",
+                "got object, want array",
+            ),
         ],
     )
     def test_should_reject_invalid_values_naming_the_key(self, values, path, reason):

@@ -64,7 +64,8 @@ class TestValuesFiles:
     ):
         documents = render_chart(values_files=[path], with_test_secrets=False)
 
-        assert len(documents_of_kind(documents, "Deployment")) == 5
+        roles = by_component(documents_of_kind(documents, "Deployment"))
+        assert len(set(roles) - {"flower"}) == 5
         for document in documents:
             assert {"apiVersion", "kind", "metadata"} <= set(document)
             assert document["metadata"]["name"]
@@ -133,7 +134,7 @@ class TestReferenceLayout:
         assert env.get("RECYCLE_POOL") == pool
         assert env.get("RECYCLE_CONCURRENCY") == concurrency
 
-    def test_should_keep_prod_on_the_reference_layout_until_measured(self):
+    def test_should_keep_prod_on_the_reference_layouts_pods_and_node_groups(self):
         def pods(name: str) -> dict:
             deployments = by_component(
                 documents_of_kind(render_file(name), "Deployment")
@@ -142,13 +143,37 @@ class TestReferenceLayout:
                 role: (
                     doc["spec"]["replicas"],
                     doc["spec"]["template"]["spec"]["nodeSelector"],
-                    doc["spec"]["template"]["spec"]["containers"][0]["resources"],
-                    doc["spec"]["template"]["spec"]["containers"][0]["env"],
                 )
                 for role, doc in deployments.items()
             }
 
         assert pods("prod") == pods("reference-layout")
+
+    def test_should_fit_prods_measured_requests_on_one_node_per_group(self):
+        totals = node_group_totals(render_file("prod"))
+
+        assert totals == {
+            "worker-1": {"cpu": 1350, "memory": 1152, "pods": 6},
+            "worker-2": {"cpu": 800, "memory": 1024, "pods": 8},
+        }
+
+    @pytest.mark.parametrize(
+        ("role", "pool", "concurrency"),
+        [
+            ("uploader", "threads", "2"),
+            ("retriever", "threads", "2"),
+            ("analyzer", "gevent", "20"),
+            ("generator", "gevent", "10"),
+        ],
+    )
+    def test_should_run_prod_on_the_measured_pools(self, role, pool, concurrency):
+        deployment = by_component(documents_of_kind(render_file("prod"), "Deployment"))[role]
+        env = {
+            entry["name"]: entry.get("value")
+            for entry in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+        assert (env["RECYCLE_POOL"], env["RECYCLE_CONCURRENCY"]) == (pool, concurrency)
 
     def test_should_budget_disruptions_in_prod_but_not_for_the_scheduler(self):
         budgets = by_component(

@@ -73,7 +73,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 
 {{/*
 The metadata block of an object. Call with (dict "root" $ "name" NAME), adding "component"
-for a role's objects and "annotations" for annotations of the object's own.
+for a role's objects, "labels" and "annotations" for labels and annotations of the object's own.
 */}}
 {{- define "recycle-pipeline.metadata" -}}
 {{- $annotations := merge (dict) (default dict .annotations) (default dict .root.Values.commonAnnotations) -}}
@@ -83,6 +83,9 @@ labels:
   {{- include "recycle-pipeline.labels" .root | nindent 2 }}
   {{- with .component }}
   app.kubernetes.io/component: {{ . }}
+  {{- end }}
+  {{- with .labels }}
+  {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- with $annotations }}
 annotations:
