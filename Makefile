@@ -3,13 +3,14 @@
 #   make test    every test, starting the local servers it needs
 #   make lint    the chart checks (helm lint, schema, Kubernetes schemas, checkov)
 #   make bench   the benchmarks (not part of make test)
+#   make reliability  faults, bad input, load and the chart run; writes docs/reliability.md
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test services bench clean
+.PHONY: install demo test services bench clean reliability
 
 install: $(STAMP)
 
@@ -27,6 +28,23 @@ services:
 
 test: install services lint
 	$(BIN)/pytest
+
+# Every reliability test, the slow ones too, then docs/reliability.md from their records.
+RELIABILITY_RECORDS := build/reliability-records.jsonl
+
+reliability: install services helm
+	mkdir -p build && rm -f $(RELIABILITY_RECORDS)
+	start=$$(date +%s); \
+	RELIABILITY_FULL=1 RELIABILITY_RECORDS=$(CURDIR)/$(RELIABILITY_RECORDS) \
+		$(BIN)/pytest tests/reliability; status=$$?; \
+	$(BIN)/python scripts/reliability-report $(RELIABILITY_RECORDS) docs/reliability.md \
+		$$(( $$(date +%s) - start )); \
+	exit $$status
+
+# Benchmarks: real workers on the local servers; writes bench/results/ and docs/performance.md.
+bench: install services
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

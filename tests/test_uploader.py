@@ -9,8 +9,12 @@ from recycle_workers.uploader import prepare_image, store_image
 
 from images import photo, png_declaring
 
-LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 50_000_000, "max_side": 256,
-          "jpeg_quality": 85}
+LIMITS = {
+    "max_bytes": 10 * 1024 * 1024,
+    "max_pixels": 50_000_000,
+    "max_side": 256,
+    "jpeg_quality": 85,
+}
 
 
 def model_image(prepared) -> Image.Image:
@@ -22,7 +26,9 @@ class TestPrepareImage:
         ("format", "content_type"),
         [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")],
     )
-    def test_should_accept_common_formats_and_resize_to_jpeg(self, format, content_type):
+    def test_should_accept_common_formats_and_resize_to_jpeg(
+        self, format, content_type
+    ):
         prepared = prepare_image(photo(size=(1000, 500), format=format), **LIMITS)
 
         assert prepared.content_type == content_type
@@ -35,7 +41,9 @@ class TestPrepareImage:
         raw = photo()
         import hashlib
 
-        assert prepare_image(raw, **LIMITS).image_sha256 == hashlib.sha256(raw).hexdigest()
+        assert (
+            prepare_image(raw, **LIMITS).image_sha256 == hashlib.sha256(raw).hexdigest()
+        )
 
     def test_should_apply_exif_orientation(self):
         # Orientation 6: the camera was turned, the viewer rotates 90 degrees clockwise.

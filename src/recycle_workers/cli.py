@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--role", choices=[role.value for role in Role])
 
     ask = commands.add_parser("ask", help="ask how to dispose of an item")
-    ask.add_argument("image", nargs="?", type=Path, help="photo of the item (JPEG, PNG, WebP)")
+    ask.add_argument("image", nargs="?", type=Path, help="photo of the item (JPEG, PNG, WebP, HEIC)")
     ask.add_argument("--question", "-q", help="the question, in Korean or English")
     ask.add_argument("--lang", choices=["ko", "en"], help="answer language (default ko)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     rules_search = rule_commands.add_parser("search", help="items matching a text")
     rules_search.add_argument("text")
     rules_search.add_argument("--json", action="store_true")
+
+    stats = commands.add_parser("stats", help="one day's job statistics (default yesterday)")
+    stats.add_argument("--day", type=_day, help="the day, YYYY-MM-DD, in RECYCLE_TIMEZONE")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+
+    capacity = commands.add_parser("capacity", help="jobs/s, bottleneck and node fit of a release")
+    capacity.add_argument("-f", "--values", dest="values_files", type=Path, action="append",
+                          required=True, help="values file, merged like helm (repeatable)")
+    capacity.add_argument("--chart", type=Path, help="the chart's values.yaml (default: found)")
+    for stage in ("upload", "analysis", "retrieval", "generation"):
+        capacity.add_argument(f"--{stage}-latency", type=_positive_float, metavar="S",
+                              help=f"seconds per {stage} task (default: measured)")
+    capacity.add_argument("--node-cpu", type=_positive_float, metavar="MILLICORES",
+                          help="allocatable CPU of one node (default t3.medium)")
+    capacity.add_argument("--node-memory", type=_positive_float, metavar="MIB",
+                          help="allocatable memory of one node (default t3.medium)")
+    capacity.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -97,6 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = celery_argv(role, settings)
     probes.clear(settings)
     os.environ["RECYCLE_ROLE"] = role.value
+    if settings.metrics_port:
+        from recycle_workers.metrics import prepare_multiprocess_dir
+
+        # Read by prometheus_client at import, in Celery and in every child it forks;
+        # beside the probe files, so processes sharing a host keep their own.
+        metrics_dir = str(Path(settings.heartbeat_file).parent / "metrics")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        prepare_multiprocess_dir(metrics_dir)
     sys.stdout.flush()
     os.execv(sys.executable, argv)
     return EXIT_OK  # not reached: exec replaces this process
@@ -192,12 +217,61 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from recycle_workers import capacity
+
+    chart = args.chart or capacity.find_chart_values(Path.cwd()) or capacity.find_chart_values(
+        Path(__file__).resolve().parent
+    )
+    if chart is None:
+        raise UsageError("cannot find charts/recycle-pipeline/values.yaml; pass --chart PATH")
+    latencies = {
+        stage: getattr(args, f"{stage}_latency")
+        for stage in ("upload", "analysis", "retrieval", "generation")
+        if getattr(args, f"{stage}_latency") is not None
+    }
+    try:
+        release = capacity.load_release(args.values_files, chart_values=chart)
+        plan = capacity.plan(
+            release,
+            latencies_s=latencies,
+            node_cpu_m=int(args.node_cpu) if args.node_cpu else None,
+            node_memory_mi=int(args.node_memory) if args.node_memory else None,
+        )
+    except capacity.CapacityError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(plan.to_json()) if args.json else capacity.render_table(plan))
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from recycle_workers import stats
+    from recycle_workers.storage import storage_from_settings
+
+    settings = load_settings()
+    day = args.day or stats.previous_day(datetime.now(timezone.utc), settings.timezone)
+    daily = stats.load_daily_stats(storage_from_settings(settings), day)
+    if daily is None:
+        return _fail(
+            "no_statistics",
+            f"No statistics stored for {day.isoformat()}; the daily job writes them "
+            "for the day before, after its schedule (RECYCLE_SCHEDULE_DAILY_STATS).",
+            EXIT_FAILED,
+        )
+    print(daily.model_dump_json() if args.json else stats.render_table(daily))
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "ask": cmd_ask,
     "demo": cmd_demo,
     "probe": cmd_probe,
     "rules": cmd_rules,
+    "stats": cmd_stats,
+    "capacity": cmd_capacity,
 }
 
 
@@ -207,9 +281,13 @@ def _ask(settings: Settings, *, image, question, args, show_timings: bool = Fals
 
     lang = args.lang or settings.default_lang
     client = client_from_settings(settings)
+    live = not args.json and sys.stderr.isatty() and hasattr(client, "events")
     try:
         job_id = client.submit(image=image, question=question, lang=lang)
-        result = client.wait(job_id, timeout=args.timeout)
+        if live:
+            result = _wait_showing_progress(client, job_id, timeout=args.timeout, lang=lang)
+        else:
+            result = client.wait(job_id, timeout=args.timeout)
     except JobError as exc:
         result = failed_result(new_job_id(), exc.code, exc.message)
     finally:
@@ -224,6 +302,30 @@ def _ask(settings: Settings, *, image, question, args, show_timings: bool = Fals
             _fail(result.error.code, result.error.message, EXIT_FAILED)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _wait_showing_progress(client, job_id: str, *, timeout: float, lang: str):
+    """Wait for the job, printing each finished stage with the time since submission."""
+    import time
+
+    labels = PROGRESS_LABELS["en" if lang == "en" else "ko"]
+    started = time.monotonic()
+    seen = 0
+    while True:
+        for event in client.events(job_id, start=seen):
+            seen += 1
+            label = labels.get((event.stage, event.status))
+            if label:
+                print(f"[{time.monotonic() - started:5.1f}s] {label}", file=sys.stderr, flush=True)
+        result = client.result(job_id)
+        if result is not None:
+            return result
+        if time.monotonic() - started > timeout:
+            raise JobError(
+                ErrorCode.WAIT_TIMEOUT,
+                f"Job {job_id} did not finish within {timeout:g} s; it may still finish.",
+            )
+        time.sleep(PROGRESS_POLL_S)
 
 
 def _render_guidance(result, *, lang: str, show_timings: bool) -> str:
@@ -284,6 +386,15 @@ def _describe_item(item, catalog) -> str:
     return "\n".join(lines)
 
 
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD") from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -299,5 +410,12 @@ def _fail(code: str, message: str, exit_code: int) -> int:
     return exit_code
 
 
+PROGRESS_POLL_S = 0.1
+PROGRESS_LABELS = {
+    "ko": {("upload", "done"): "사진 업로드 완료", ("analysis", "done"): "물건 분석 완료",
+           ("retrieval", "done"): "배출 규칙 확인", ("generation", "done"): "답변 작성 완료"},
+    "en": {("upload", "done"): "photo uploaded", ("analysis", "done"): "item analysed",
+           ("retrieval", "done"): "rules found", ("generation", "done"): "answer written"},
+}
 DEMO_IMAGE = "cup-noodle.jpg"
 DEMO_QUESTION = "이 컵라면 용기 어떻게 버려요?"

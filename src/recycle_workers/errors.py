@@ -20,6 +20,7 @@ class ErrorCode(str, enum.Enum):
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     STAGE_TIMEOUT = "stage_timeout"
     STAGE_FAILED = "stage_failed"
+    POISON_MESSAGE = "poison_message"
     WAIT_TIMEOUT = "wait_timeout"
     BROKER_UNAVAILABLE = "broker_unavailable"
     USAGE = "usage"

@@ -13,16 +13,17 @@ import base64
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from recycle_workers import analyzer, generator, retriever, uploader
+from recycle_workers import analyzer, generator, metrics, retriever, uploader
 from recycle_workers.cache import Cache, analysis_key, answer_key, inflight_key
 from recycle_workers.catalog import Catalog
 from recycle_workers.errors import ErrorCode, JobError
 from recycle_workers.llm import Adapter
+from recycle_workers.logs import bound_job, log_event
 from recycle_workers.models import (
     Analysis,
     ItemSummary,
@@ -33,6 +34,7 @@ from recycle_workers.models import (
 )
 from recycle_workers.roles import ANALYSIS
 from recycle_workers.settings import Settings
+from recycle_workers.stats import NullStatsRecorder, StatsRecorder
 from recycle_workers.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Services:
     cache: Cache
     catalog: Catalog
     adapter: Adapter | None
+    stats: StatsRecorder = field(default_factory=NullStatsRecorder)
 
 
 class UploadRequest(BaseModel):
@@ -78,7 +81,7 @@ def new_request(
     enqueued.
     """
     question = question.strip() if question else None
-    if not image and not question:
+    if image is None and not question:
         raise JobError(ErrorCode.EMPTY_INPUT, "Send a photo, a question, or both.")
     if lang not in ("ko", "en"):
         raise JobError(ErrorCode.UNSUPPORTED_LANGUAGE, f"Language {lang!r} is not ko or en.")
@@ -137,8 +140,10 @@ def run_upload(request: UploadRequest, services: Services) -> JobMessage | JobRe
 
     cached = services.cache.get(key)
     if cached is not None:
-        logger.info("event=cache_hit job_id=%s", request.job_id)
+        metrics.CACHE_LOOKUPS.labels("hit").inc()
+        log_event(logger, "cache_hit", job_id=request.job_id)
         return _from_cache(cached, message)
+    metrics.CACHE_LOOKUPS.labels("miss").inc()
     return message
 
 
@@ -173,12 +178,13 @@ def _shared_analysis(message: JobMessage, services: Services) -> Analysis:
     while True:
         shared = cache.get(key)
         if shared is not None:
-            logger.info("event=analysis_shared job_id=%s", message.job_id)
+            log_event(logger, "analysis_shared", job_id=message.job_id)
             return Analysis.model_validate(shared).model_copy(update={"usage": None})
         if cache.claim(lock, ttl_s=ANALYSIS.time_limit_s):
             break
         if time.monotonic() >= deadline:
-            logger.warning("event=inflight_wait_expired job_id=%s", message.job_id)
+            log_event(logger, "inflight_wait_expired", level=logging.WARNING,
+                      job_id=message.job_id)
             break
         time.sleep(INFLIGHT_POLL_S)
 
@@ -222,11 +228,11 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
     usage = {**message.usage, "generation": guidance.usage} if guidance.usage else message.usage
     message = _advance(message, "generation", started, usage=usage)
     for stage, stage_usage in message.usage.items():
-        logger.info(
-            "event=ai_usage job_id=%s stage=%s model=%s input_tokens=%d output_tokens=%d",
-            message.job_id, stage, stage_usage.model, stage_usage.input_tokens,
-            stage_usage.output_tokens,
+        log_event(
+            logger, "ai_usage", job_id=message.job_id, stage=stage, model=stage_usage.model,
+            input_tokens=stage_usage.input_tokens, output_tokens=stage_usage.output_tokens,
         )
+    services.stats.record_usage(message.job_id, message.usage)
 
     item = services.catalog.get(analysis.item_id) if analysis.item_id else None
     result = JobResult(
@@ -246,6 +252,9 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
         or (services.adapter is not None and item is not None and guidance.method != "model"),
         timings_ms=_timings(message),
     )
+    if result.degraded:
+        reason = analysis.degraded_reason or "generation_fallback"
+        metrics.DEGRADED_ANSWERS.labels(reason).inc()
     if message.cache_key and _reusable(analysis):
         services.cache.set(message.cache_key, _to_cache(result), ttl_s=services.settings.cache_ttl_s)
     return result
@@ -269,6 +278,11 @@ def failed_result(
 
 def run_embedded(request: UploadRequest, services: Services) -> JobResult:
     """All four stages in this process, one after another."""
+    with bound_job(request.job_id):
+        return _run_all(request, services)
+
+
+def _run_all(request: UploadRequest, services: Services) -> JobResult:
     try:
         outcome = run_upload(request, services)
         if isinstance(outcome, JobResult):
