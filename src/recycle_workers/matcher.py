@@ -219,6 +219,10 @@ def _acceptable(folded: _Folded, needle: _Needle, start: int, end: int) -> bool:
     if needle.ends_latin and end not in folded.word_ends and end < len(text):
         if _is_latin(text[end]):
             return False
+    if len(needle.text) == 1 and start not in folded.word_starts:
+        # A one-syllable name such as "게" (crab) is part of too many words
+        # ("어떻게"): only a word that begins with it counts.
+        return False
     crosses_word = any(start < end_of_word < end for end_of_word in folded.word_ends)
     return not crosses_word or start in folded.word_starts
 
@@ -278,9 +282,30 @@ _NAME_PARTS = re.compile(r"[()·,/]")
 # and "leftover pills" are not leftovers.
 _KEEP_PLURAL = frozenset({"cans", "leftovers"})
 _BIN_WORDS = (
-    "음식물", "음식물 쓰레기", "음식물쓰레기통", "일반쓰레기", "일반 쓰레기", "쓰레기", "종이", "플라스틱",
-    "비닐", "캔", "유리", "유리병", "스티로폼", "고철", "재활용", "food waste", "paper", "plastic",
-    "glass", "trash", "rubbish", "garbage", "general waste", "recycling",
+    "음식물",
+    "음식물 쓰레기",
+    "음식물쓰레기통",
+    "일반쓰레기",
+    "일반 쓰레기",
+    "쓰레기",
+    "종이",
+    "플라스틱",
+    "비닐",
+    "캔",
+    "유리",
+    "유리병",
+    "스티로폼",
+    "고철",
+    "재활용",
+    "food waste",
+    "paper",
+    "plastic",
+    "glass",
+    "trash",
+    "rubbish",
+    "garbage",
+    "general waste",
+    "recycling",
 )
 _INDEX_CACHE: dict[str, _Index] = {}
 
