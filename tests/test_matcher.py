@@ -53,7 +53,8 @@ def _stream_accuracy(split: str, catalog) -> tuple[float, int]:
 class TestQuestionSet:
     def test_should_hold_enough_questions_in_both_languages(self):
         korean = [
-            question for question in QUESTIONS
+            question
+            for question in QUESTIONS
             if any("\uac00" <= char <= "\ud7a3" for char in question["question"])
         ]
 
@@ -87,11 +88,13 @@ class TestQuestionSet:
             for name in (*item.synonyms_ko, *item.synonyms_en)
         ]
         sentences = [
-            question["question"] for question in QUESTIONS
+            question["question"]
+            for question in QUESTIONS
             if question["split"] == "holdout" and len(question["question"].split()) >= 4
         ]
         copied = [
-            sentence for sentence in sentences
+            sentence
+            for sentence in sentences
             if any(normalise(sentence) in name for name in names)
         ]
 
@@ -144,12 +147,15 @@ class TestNormalise:
 
 class TestMatch:
     @pytest.mark.parametrize(
-        "ending", ["", "을", "이", "은", "도", "요", "이요", "는요", "이랑", "에서", "으로"]
+        "ending",
+        ["", "을", "이", "은", "도", "요", "이요", "는요", "이랑", "에서", "으로"],
     )
     def test_should_ignore_korean_particles(self, catalog, ending):
         assert _top(f"생수병{ending} 어떻게 버려요", catalog) == "clear_pet_bottle"
 
-    @pytest.mark.parametrize("text", ["택배상자", "택배 상자", "택 배상자", "택배  상자를"])
+    @pytest.mark.parametrize(
+        "text", ["택배상자", "택배 상자", "택 배상자", "택배  상자를"]
+    )
     def test_should_ignore_spacing(self, catalog, text):
         assert _top(text, catalog) == "cardboard_box"
 
@@ -185,7 +191,10 @@ class TestMatch:
         assert _top("eggshells in food waste?", catalog) == "eggshell"
 
     def test_should_not_join_words_across_a_particle(self, catalog):
-        ids = [candidate.item.item_id for candidate in match("고양이가 방에 토했어요", catalog)]
+        ids = [
+            candidate.item.item_id
+            for candidate in match("고양이가 방에 토했어요", catalog)
+        ]
 
         assert "handbag" not in ids
 
@@ -200,6 +209,12 @@ class TestMatch:
         assert scores == sorted(scores, reverse=True)
         assert all(0 < score <= 1 for score in scores)
         assert len(match("우유팩 종이컵 페트병 캔", catalog, limit=2)) == 2
+
+    def test_should_find_a_one_syllable_name_only_at_a_word_start(self, catalog):
+        found = [c.item.item_id for c in match("게 껍데기는요?", catalog)]
+
+        assert match("이거 어떻게 버려요?", catalog) == []
+        assert found[:1] == ["shellfish_shells"]
 
     @pytest.mark.parametrize("text", ["", "   ", "?!", "안녕하세요"])
     def test_should_return_nothing_for_text_without_an_item(self, catalog, text):
