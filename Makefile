@@ -1,7 +1,7 @@
 # recycle-pipeline: the commands a newcomer and CI run.
 #   make demo    the whole pipeline in one process, no services, no API key
 #   make test    every test, starting the local servers it needs
-#   make lint    the chart checks (helm lint, schema, Kubernetes schemas, checkov)
+#   make lint    the chart checks (helm lint, schema, Kubernetes schemas, checkov) and ruff
 #   make bench   the benchmarks (not part of make test)
 #   make reliability  faults, bad input, load and the chart run; writes docs/reliability.md
 
@@ -81,3 +81,5 @@ chart-readme: $(README_GENERATOR)
 lint:
 	@$(MAKE) --no-print-directory install chart-tools
 	scripts/lint-chart
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench

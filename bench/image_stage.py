@@ -15,11 +15,10 @@ import math
 import statistics
 import time
 
+from photos import FOUR_MP, TWELVE_MP, phone_jpeg
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from recycle_workers.uploader import prepare_image
-
-from photos import FOUR_MP, TWELVE_MP, phone_jpeg
 
 LIMITS = {
     "max_bytes": 10 * 1024 * 1024,

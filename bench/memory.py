@@ -28,7 +28,7 @@ SAMPLE_EVERY_S = 0.1
 def measure(
     stack: Stack, feeder: Feeder, role: str, pool: str, concurrency: int
 ) -> dict:
-    """Idle and loaded PSS of one worker; for queue roles also jobs per second under load."""
+    """Idle and loaded PSS of one worker; for queue roles also jobs/s under load."""
     worker = stack.start(role, pool=pool, concurrency=concurrency)
     time.sleep(SETTLE_S)
     idle = worker.pss_mib()
@@ -107,7 +107,7 @@ def feeder_number() -> int:
 
 
 def run(configs: list[tuple[str, str, int]], *, openai_base_url: str) -> dict:
-    """Measure every distinct (role, pool, concurrency) in ``configs``, one at a time."""
+    """Measure each distinct (role, pool, concurrency) in ``configs``, one at a time."""
     results = []
     with Stack(openai_base_url=openai_base_url) as stack:
         feeder = Feeder(stack, image=phone_jpeg(TWELVE_MP))

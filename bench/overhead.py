@@ -12,11 +12,11 @@ from __future__ import annotations
 import statistics
 import time
 
-from recycle_workers import pipeline
-from recycle_workers.client import BrokerClient
-
 from photos import FOUR_MP, phone_jpeg
 from stack import Stack
+
+from recycle_workers import pipeline
+from recycle_workers.client import BrokerClient
 
 GOAL_ADDED_P50_MS = 40.0
 ROLES = {

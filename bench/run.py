@@ -33,14 +33,14 @@ CANDIDATES = [
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(BENCH_DIR))
-    from recycle_workers.testing.fake_openai import FakeOpenAI
-
     import image_stage
     import memory
     import overhead
     import report
     import throughput
+
     from recycle_workers.capacity import find_chart_values, load_release
+    from recycle_workers.testing.fake_openai import FakeOpenAI
 
     sections = argv or list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)

@@ -223,7 +223,7 @@ class Feeder:
         self.image = image
 
     def message(self, stage: str, number: int) -> tuple[str, dict]:
-        """A job id and the payload ``stage`` receives for it; each job asks its own question."""
+        """A job id and the payload for ``stage``; each job asks its own question."""
         request = pipeline.new_request(
             image=self.image,
             question=f"생수병 어떻게 버려요? ({number})",

@@ -25,7 +25,7 @@ def run(
     window_s: float = 24.0,
     warmup_s: float = 6.0,
 ) -> dict:
-    """``pods`` maps a role to its (pool, concurrency), as in the values file measured."""
+    """``pods`` maps a role to (pool, concurrency), as in the values file measured."""
     latency = {"analyzer": ANALYSIS_LATENCY_S, "generator": GENERATION_LATENCY_S}
     stage_of = {"analyzer": "analysis", "generator": "generation"}
     results = []

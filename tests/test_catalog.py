@@ -27,14 +27,45 @@ INTENDED_OVERLAPS = {
 
 # The items people most often put in the wrong place; the catalog must answer each.
 OFTEN_WRONG = [
-    "clear_pet_bottle", "coloured_pet_bottle", "milk_carton", "sterilised_carton",
-    "receipt", "coated_paper", "paper_cup", "delivery_food_container",
-    "instant_noodle_cup", "styrofoam_box", "ice_pack_gel", "ice_pack_water",
-    "broken_glass", "mirror", "ceramics", "heat_resistant_glass", "soju_bottle",
-    "beer_bottle", "butane_can", "spray_can", "dry_cell_battery", "power_bank",
-    "fluorescent_tube", "led_lamp", "pill_medicine", "animal_bones", "shellfish_shells",
-    "fruit_pits", "onion_skin", "tea_bag", "wet_wipes", "toothbrush", "umbrella",
-    "hair_dryer", "refrigerator", "used_clothes", "shoes", "sofa", "wardrobe",
+    "clear_pet_bottle",
+    "coloured_pet_bottle",
+    "milk_carton",
+    "sterilised_carton",
+    "receipt",
+    "coated_paper",
+    "paper_cup",
+    "delivery_food_container",
+    "instant_noodle_cup",
+    "styrofoam_box",
+    "ice_pack_gel",
+    "ice_pack_water",
+    "broken_glass",
+    "mirror",
+    "ceramics",
+    "heat_resistant_glass",
+    "soju_bottle",
+    "beer_bottle",
+    "butane_can",
+    "spray_can",
+    "dry_cell_battery",
+    "power_bank",
+    "fluorescent_tube",
+    "led_lamp",
+    "pill_medicine",
+    "animal_bones",
+    "shellfish_shells",
+    "fruit_pits",
+    "onion_skin",
+    "tea_bag",
+    "wet_wipes",
+    "toothbrush",
+    "umbrella",
+    "hair_dryer",
+    "refrigerator",
+    "used_clothes",
+    "shoes",
+    "sofa",
+    "wardrobe",
 ]
 
 
@@ -81,7 +112,8 @@ class TestCatalog:
 
     def test_should_give_synonyms_in_both_languages(self, catalog):
         missing = [
-            item.item_id for item in catalog.items.values()
+            item.item_id
+            for item in catalog.items.values()
             if not item.synonyms_ko or not item.synonyms_en
         ]
 
@@ -89,7 +121,8 @@ class TestCatalog:
 
     def test_should_send_not_accepted_items_to_another_stream(self, catalog):
         same = [
-            item.item_id for item in catalog.items.values()
+            item.item_id
+            for item in catalog.items.values()
             if item.not_accepted is not None and item.not_accepted.stream == item.stream
         ]
 

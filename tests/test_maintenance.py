@@ -60,7 +60,9 @@ def run_purge(storage, client, *, batch_size: int = 500, in_flight=None):
 
 
 class TestPurgeImages:
-    def test_should_delete_only_photos_older_than_the_retention(self, storage, redis_client):
+    def test_should_delete_only_photos_older_than_the_retention(
+        self, storage, redis_client
+    ):
         old = store_photo(storage, OLD_SHA, age_days=31)
         fresh = store_photo(storage, FRESH_SHA, age_days=29)
 
@@ -139,7 +141,9 @@ class TestPurgeImages:
         assert len(stored_keys(storage)) == 2
 
     def test_should_never_touch_the_statistics(self, storage, redis_client):
-        storage.put("stats/daily/2024-01-01.json", b"{}", content_type="application/json")
+        storage.put(
+            "stats/daily/2024-01-01.json", b"{}", content_type="application/json"
+        )
         os.utime(storage.root / "stats/daily/2024-01-01.json", (0, 0))
 
         run_purge(storage, redis_client)
@@ -189,7 +193,9 @@ class TestCleanCache:
         report = clean_cache(redis_client, max_entries=100, cache_ttl_s=3600)
 
         assert report.locks_removed == 2
-        assert redis_client.keys("recycle:inflight:*") == [b"recycle:inflight:analysis:live"]
+        assert redis_client.keys("recycle:inflight:*") == [
+            b"recycle:inflight:analysis:live"
+        ]
 
     def test_should_trim_the_answer_cache_to_its_cap_oldest_first(self, redis_client):
         for index in range(5):
@@ -200,7 +206,9 @@ class TestCleanCache:
 
         assert report.evicted == 2 and again.evicted == 0
         assert sorted(redis_client.keys("recycle:answer:*")) == [
-            b"recycle:answer:2", b"recycle:answer:3", b"recycle:answer:4"
+            b"recycle:answer:2",
+            b"recycle:answer:3",
+            b"recycle:answer:4",
         ]
 
     def test_should_leave_keys_it_does_not_know(self, redis_client):

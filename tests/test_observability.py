@@ -261,6 +261,7 @@ class TestScheduleMetrics:
         from prometheus_client import CollectorRegistry, generate_latest
 
         from recycle_workers.metrics import ScheduleCollector, last_success_key
+
         from services import REDIS_TEST_DB
 
         client = redis.Redis(db=REDIS_TEST_DB)

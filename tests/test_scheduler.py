@@ -1,4 +1,4 @@
-"""The scheduler: schedules from settings, firing windows, the Redis lease, beat on a test clock."""
+"""Schedules from settings, firing windows, the Redis lease, beat on a test clock."""
 
 from __future__ import annotations
 
@@ -93,7 +93,9 @@ class TestScheduleSettings:
         app = create_app(load_settings())
 
         for job in PERIODIC_JOBS:
-            assert app.amqp.router.route({}, job.task)["queue"].name == MAINTENANCE_QUEUE
+            assert (
+                app.amqp.router.route({}, job.task)["queue"].name == MAINTENANCE_QUEUE
+            )
         assert MAINTENANCE_QUEUE in queues_for(Role.UPLOADER)
         assert queues_for(Role.SCHEDULER) == []
 
@@ -142,7 +144,9 @@ class TestLease:
         assert first.hold()
         assert first.holder() == "a"
 
-    def test_should_pass_to_the_standby_once_the_holder_lets_it_lapse(self, redis_client):
+    def test_should_pass_to_the_standby_once_the_holder_lets_it_lapse(
+        self, redis_client
+    ):
         first = BeatLease(redis_client, lease_s=30, token="a")
         second = BeatLease(redis_client, lease_s=30, token="b")
         first.hold()
@@ -175,7 +179,9 @@ class TestLease:
 
     def test_should_claim_a_window_once(self, redis_client):
         assert claim_window(redis_client, "recycle.purge_images", "2024-05-02T03:00:00")
-        assert not claim_window(redis_client, "recycle.purge_images", "2024-05-02T03:00:00")
+        assert not claim_window(
+            redis_client, "recycle.purge_images", "2024-05-02T03:00:00"
+        )
         assert claim_window(redis_client, "recycle.purge_images", "2024-05-03T03:00:00")
 
 
@@ -236,7 +242,8 @@ class TestBeatOnATestClock:
 
         task_ids = [task_id for _, task_id in sent]
         assert len(task_ids) == len(set(task_ids)), sent
-        # 09:30 UTC is 18:30 in Seoul; the standby catches up the hour missed while it waited.
+        # 09:30 UTC is 18:30 in Seoul; the standby catches up the hour missed while it
+        # waited.
         assert task_ids == [
             f"cache_cleanup@2024-05-02T{hour}:00:00" for hour in (19, 20, 21, 22, 23)
         ]

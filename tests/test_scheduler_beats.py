@@ -34,7 +34,9 @@ LEASE_S = 2
 
 
 def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -55,7 +57,10 @@ def beat_env(tmp_path):
         "RECYCLE_LOG_FORMAT": "json",
         "RECYCLE_HEARTBEAT_INTERVAL_S": "1",
         "RECYCLE_SCHEDULER_LEASE_S": str(LEASE_S),
-        **{f"RECYCLE_{job.schedule_setting.upper()}": "every 1s" for job in PERIODIC_JOBS},
+        **{
+            f"RECYCLE_{job.schedule_setting.upper()}": "every 1s"
+            for job in PERIODIC_JOBS
+        },
     }
     _declare_maintenance_queue(env)
     yield env
@@ -80,7 +85,9 @@ def start_beat(env: dict, folder: Path) -> subprocess.Popen:
     log = open(folder / "beat.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "recycle_workers", "run", "--role", "scheduler"],
-        env=beat_env, stdout=log, stderr=subprocess.STDOUT,
+        env=beat_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     process.folder = folder
     return process
@@ -103,7 +110,9 @@ def lease_holder_pid(client) -> int | None:
 def sent_task_ids(process) -> list[str]:
     lines = (process.folder / "beat.log").read_text(errors="replace").splitlines()
     events = [json.loads(line) for line in lines if line.startswith("{")]
-    return [event["task_id"] for event in events if event.get("event") == "periodic_sent"]
+    return [
+        event["task_id"] for event in events if event.get("event") == "periodic_sent"
+    ]
 
 
 def drain_task_ids(broker_url: str) -> list[str]:
@@ -127,21 +136,33 @@ class TestTwoSchedulers:
         holder = start_beat(beat_env, tmp_path / "holder")
         standby = None
         try:
-            wait_for(lambda: lease_holder_pid(client) == holder.pid, timeout=30,
-                     what="the first scheduler taking the lease")
+            wait_for(
+                lambda: lease_holder_pid(client) == holder.pid,
+                timeout=30,
+                what="the first scheduler taking the lease",
+            )
             standby = start_beat(beat_env, tmp_path / "standby")
-            wait_for(lambda: (standby.folder / "ready").exists(), timeout=30,
-                     what="the second scheduler starting")
+            wait_for(
+                lambda: (standby.folder / "ready").exists(),
+                timeout=30,
+                what="the second scheduler starting",
+            )
             time.sleep(3)
             assert lease_holder_pid(client) == holder.pid
             assert sent_task_ids(standby) == []
 
             holder.send_signal(signal.SIGKILL)
             holder.wait(timeout=10)
-            takeover_s = wait_for(lambda: lease_holder_pid(client) == standby.pid,
-                                  timeout=60, what="the standby taking the lease")
-            wait_for(lambda: len(sent_task_ids(standby)) >= 6, timeout=30,
-                     what="the standby sending jobs")
+            takeover_s = wait_for(
+                lambda: lease_holder_pid(client) == standby.pid,
+                timeout=60,
+                what="the standby taking the lease",
+            )
+            wait_for(
+                lambda: len(sent_task_ids(standby)) >= 6,
+                timeout=30,
+                what="the standby sending jobs",
+            )
         finally:
             for process in (holder, standby):
                 if process is not None and process.poll() is None:

@@ -1,3 +1,3 @@
-"""recycle-workers: Celery stages that turn a photo and a question into disposal guidance."""
+"""recycle-workers: Celery stages turning photo and question into disposal guidance."""
 
 __version__ = "0.1.0"

@@ -95,7 +95,9 @@ def beat_schedule(settings: Settings) -> dict:
 def _configure_logging(**_) -> None:
     settings = get_settings()
     role = settings.role.value if settings.role else None
-    configure_logging(level=settings.log_level, log_format=settings.log_format, role=role)
+    configure_logging(
+        level=settings.log_level, log_format=settings.log_format, role=role
+    )
 
 
 @signals.worker_init.connect
@@ -109,11 +111,14 @@ def _serve_beat_metrics(**_) -> None:
 
     settings = get_settings()
     client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_connect_timeout=2, socket_timeout=2
+        settings.redis_url.get_secret_value(),
+        socket_connect_timeout=2,
+        socket_timeout=2,
     )
     schedules = tuple(job.name for job in PERIODIC_JOBS)
     metrics.serve(
-        settings.metrics_port, collectors=(metrics.ScheduleCollector(client, schedules),)
+        settings.metrics_port,
+        collectors=(metrics.ScheduleCollector(client, schedules),),
     )
 
 

@@ -163,7 +163,8 @@ def plan(
         pods = layout.replicas * layout.concurrency / latencies[stage]
         cap, reason = _rate_limit_jobs_per_s(stage, config), "model rate limit"
         if stage in CPU_BOUND_STAGES:
-            # A CPU-bound slot needs a core: the group's cores cap it, whatever the pool.
+            # A CPU-bound slot needs a core: the group's cores cap it, whatever the
+            # pool.
             cores = nodes_of_group[layout.node_group] * node_cpu_m / 1000
             cap, reason = cores / latencies[stage], "node group cores"
         jobs = pods if cap is None else min(pods, cap)
@@ -189,13 +190,15 @@ def plan(
         footprint = measured_footprint_mi(layout.role, layout.pool, layout.concurrency)
         if footprint is not None and layout.memory_mi < footprint:
             warnings.append(
-                f"{layout.role}: memory request {layout.memory_mi}Mi is below the measured "
-                f"footprint {footprint}Mi of {layout.pool} x {layout.concurrency} under load"
+                f"{layout.role}: memory request {layout.memory_mi}Mi is below the "
+                f"measured footprint {footprint}Mi of {layout.pool} x "
+                f"{layout.concurrency} under load"
             )
     for load in loads:
         if load.nodes_needed > 1:
             warnings.append(
-                f"node group {load.node_group}: requests {load.cpu_m}m/{load.memory_mi}Mi "
+                f"node group {load.node_group}: requests "
+                f"{load.cpu_m}m/{load.memory_mi}Mi "
                 f"need {load.nodes_needed} nodes of {node_cpu_m}m/{node_memory_mi}Mi"
             )
     return Plan(stages, slowest.stage, slowest.jobs_per_s, loads, warnings)
@@ -219,8 +222,10 @@ def render_table(plan_: Plan) -> str:
     ]
     for stage in plan_.stages:
         lines.append(
-            f"{stage.stage:<11} {stage.role:<10} {stage.replicas:>4} {stage.concurrency:>4} "
-            f"{stage.latency_s:>9.3f} {stage.pods_jobs_per_s:>11.2f} {stage.jobs_per_s:>7.2f}"
+            f"{stage.stage:<11} {stage.role:<10} {stage.replicas:>4} "
+            f"{stage.concurrency:>4} "
+            f"{stage.latency_s:>9.3f} {stage.pods_jobs_per_s:>11.2f} "
+            f"{stage.jobs_per_s:>7.2f}"
             f"  {stage.cap or 'pods'}"
         )
     lines.append(f"bottleneck: {plan_.bottleneck} at {plan_.jobs_per_s:.2f} jobs/s")
@@ -231,7 +236,8 @@ def render_table(plan_: Plan) -> str:
     )
     for load in plan_.node_groups:
         lines.append(
-            f"{load.node_group:<14} {load.pods:>4} {load.cpu_m:>6}m {load.memory_mi:>6}Mi "
+            f"{load.node_group:<14} {load.pods:>4} {load.cpu_m:>6}m "
+            f"{load.memory_mi:>6}Mi "
             f"{load.node_cpu_m:>6}m/{load.node_memory_mi}Mi {load.nodes_needed:>5}  "
             f"{', '.join(load.roles)}"
         )
@@ -368,9 +374,9 @@ T3_MEDIUM_ALLOCATABLE_MEMORY_MI = 3320
 # Seconds one slot spends on one task, measured by `make bench` (docs/performance.md)
 # on a 2-core machine. Analysis and generation: one gevent pod's sustained rate with the
 # fake model adding 3 s and 1.5 s (standing for gpt-5 with a photo and gpt-4o-mini), so
-# 3.057 s and 1.529 s are the model plus the stage around it. Upload: a threads x 2 pod took
-# 12-megapixel phone JPEGs at 8.6/s, 0.23 s of one core each. Retrieval: threads x 2 at
-# 64 jobs/s. Replace the model latencies with your own (--analysis-latency, ...).
+# 3.057 s and 1.529 s are the model plus the stage around it. Upload: a threads x 2 pod
+# took 12-megapixel phone JPEGs at 8.6/s, 0.23 s of one core each. Retrieval: threads
+# x 2 at 64 jobs/s. Replace the model latencies with your own (--analysis-latency, ...).
 STAGE_LATENCY_S = {
     "upload": 0.23,
     "analysis": 3.057,

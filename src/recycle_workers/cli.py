@@ -36,29 +36,47 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Recycling guidance pipeline workers.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
 
     run = commands.add_parser("run", help="start this process's role (exec's Celery)")
     run.add_argument("--role", choices=[role.value for role in Role])
 
     ask = commands.add_parser("ask", help="ask how to dispose of an item")
-    ask.add_argument("image", nargs="?", type=Path, help="photo of the item (JPEG, PNG, WebP, HEIC)")
+    ask.add_argument(
+        "image", nargs="?", type=Path, help="photo of the item (JPEG, PNG, WebP, HEIC)"
+    )
     ask.add_argument("--question", "-q", help="the question, in Korean or English")
-    ask.add_argument("--lang", choices=["ko", "en"], help="answer language (default ko)")
+    ask.add_argument(
+        "--lang", choices=["ko", "en"], help="answer language (default ko)"
+    )
     ask.add_argument("--json", action="store_true", help="print one JSON object")
-    ask.add_argument("--embedded", action="store_true", help="run all stages in this process")
-    ask.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds to wait")
+    ask.add_argument(
+        "--embedded", action="store_true", help="run all stages in this process"
+    )
+    ask.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds to wait"
+    )
 
-    demo = commands.add_parser("demo", help="the embedded pipeline on the bundled sample")
-    demo.add_argument("--lang", choices=["ko", "en"], help="answer language (default ko)")
+    demo = commands.add_parser(
+        "demo", help="the embedded pipeline on the bundled sample"
+    )
+    demo.add_argument(
+        "--lang", choices=["ko", "en"], help="answer language (default ko)"
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
 
     probe = commands.add_parser("probe", help="Kubernetes probe: exit 0 when healthy")
     probe.add_argument("kind", choices=["liveness", "readiness"])
-    probe.add_argument("--max-age", type=_positive_float, help="heartbeat age limit, seconds")
+    probe.add_argument(
+        "--max-age", type=_positive_float, help="heartbeat age limit, seconds"
+    )
 
     rules = commands.add_parser("rules", help="browse the rule catalog")
-    rule_commands = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
+    rule_commands = rules.add_subparsers(
+        dest="rules_command", required=True, parser_class=_Parser
+    )
     rules_list = rule_commands.add_parser("list", help="every item")
     rules_list.add_argument("--json", action="store_true")
     rules_show = rule_commands.add_parser("show", help="one item's rules")
@@ -67,21 +85,48 @@ def build_parser() -> argparse.ArgumentParser:
     rules_search.add_argument("text")
     rules_search.add_argument("--json", action="store_true")
 
-    stats = commands.add_parser("stats", help="one day's job statistics (default yesterday)")
-    stats.add_argument("--day", type=_day, help="the day, YYYY-MM-DD, in RECYCLE_TIMEZONE")
+    stats = commands.add_parser(
+        "stats", help="one day's job statistics (default yesterday)"
+    )
+    stats.add_argument(
+        "--day", type=_day, help="the day, YYYY-MM-DD, in RECYCLE_TIMEZONE"
+    )
     stats.add_argument("--json", action="store_true", help="print one JSON object")
 
-    capacity = commands.add_parser("capacity", help="jobs/s, bottleneck and node fit of a release")
-    capacity.add_argument("-f", "--values", dest="values_files", type=Path, action="append",
-                          required=True, help="values file, merged like helm (repeatable)")
-    capacity.add_argument("--chart", type=Path, help="the chart's values.yaml (default: found)")
+    capacity = commands.add_parser(
+        "capacity", help="jobs/s, bottleneck and node fit of a release"
+    )
+    capacity.add_argument(
+        "-f",
+        "--values",
+        dest="values_files",
+        type=Path,
+        action="append",
+        required=True,
+        help="values file, merged like helm (repeatable)",
+    )
+    capacity.add_argument(
+        "--chart", type=Path, help="the chart's values.yaml (default: found)"
+    )
     for stage in ("upload", "analysis", "retrieval", "generation"):
-        capacity.add_argument(f"--{stage}-latency", type=_positive_float, metavar="S",
-                              help=f"seconds per {stage} task (default: measured)")
-    capacity.add_argument("--node-cpu", type=_positive_float, metavar="MILLICORES",
-                          help="allocatable CPU of one node (default t3.medium)")
-    capacity.add_argument("--node-memory", type=_positive_float, metavar="MIB",
-                          help="allocatable memory of one node (default t3.medium)")
+        capacity.add_argument(
+            f"--{stage}-latency",
+            type=_positive_float,
+            metavar="S",
+            help=f"seconds per {stage} task (default: measured)",
+        )
+    capacity.add_argument(
+        "--node-cpu",
+        type=_positive_float,
+        metavar="MILLICORES",
+        help="allocatable CPU of one node (default t3.medium)",
+    )
+    capacity.add_argument(
+        "--node-memory",
+        type=_positive_float,
+        metavar="MIB",
+        help="allocatable memory of one node (default t3.medium)",
+    )
     capacity.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -140,13 +185,18 @@ def celery_argv(role: Role, settings: Settings) -> list[str]:
     return [
         *base,
         "worker",
-        "--queues", queues,
-        "--pool", settings.pool.value,
-        "--concurrency", str(concurrency),
+        "--queues",
+        queues,
+        "--pool",
+        settings.pool.value,
+        "--concurrency",
+        str(concurrency),
         # The pid keeps node names apart when replicas share a host (their pidbox
         # queues are exclusive); exec keeps the pid, so it names the worker itself.
-        "--hostname", f"{role.value}-{os.getpid()}@%h",
-        "--loglevel", settings.log_level,
+        "--hostname",
+        f"{role.value}-{os.getpid()}@%h",
+        "--loglevel",
+        settings.log_level,
         # Gossip and mingle make every worker talk to every other at start and
         # on each event; this pipeline uses neither, and they cost at scale.
         "--without-gossip",
@@ -168,7 +218,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     samples = resources.files("recycle_workers").joinpath("samples")
     image = samples.joinpath(DEMO_IMAGE).read_bytes()
     args.timeout = 30.0
-    return _ask(settings, image=image, question=DEMO_QUESTION, args=args, show_timings=True)
+    return _ask(
+        settings, image=image, question=DEMO_QUESTION, args=args, show_timings=True
+    )
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -189,12 +241,17 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
     catalog = default_catalog()
     if args.rules_command == "list":
-        rows = [_item_row(item) for item in sorted(catalog.items.values(), key=_by_stream)]
+        rows = [
+            _item_row(item) for item in sorted(catalog.items.values(), key=_by_stream)
+        ]
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         else:
             for row in rows:
-                print(f"{row['id']:<32} {row['stream']:<16} {row['name_ko']} / {row['name_en']}")
+                print(
+                    f"{row['id']:<32} {row['stream']:<16} "
+                    f"{row['name_ko']} / {row['name_en']}"
+                )
         return EXIT_OK
 
     if args.rules_command == "show":
@@ -206,25 +263,35 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
     candidates = match(args.text, catalog, limit=5)
     if args.json:
-        print(json.dumps(
-            [{**_item_row(c.item), "score": c.score} for c in candidates], ensure_ascii=False
-        ))
+        print(
+            json.dumps(
+                [{**_item_row(c.item), "score": c.score} for c in candidates],
+                ensure_ascii=False,
+            )
+        )
     elif not candidates:
         print("no matching items")
     for candidate in candidates if not args.json else ():
         item = candidate.item
-        print(f"{candidate.score:5.2f}  {item.item_id:<32} {item.stream:<16} {item.name.ko}")
+        print(
+            f"{candidate.score:5.2f}  {item.item_id:<32} {item.stream:<16} "
+            f"{item.name.ko}"
+        )
     return EXIT_OK
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     from recycle_workers import capacity
 
-    chart = args.chart or capacity.find_chart_values(Path.cwd()) or capacity.find_chart_values(
-        Path(__file__).resolve().parent
+    chart = (
+        args.chart
+        or capacity.find_chart_values(Path.cwd())
+        or capacity.find_chart_values(Path(__file__).resolve().parent)
     )
     if chart is None:
-        raise UsageError("cannot find charts/recycle-pipeline/values.yaml; pass --chart PATH")
+        raise UsageError(
+            "cannot find charts/recycle-pipeline/values.yaml; pass --chart PATH"
+        )
     latencies = {
         stage: getattr(args, f"{stage}_latency")
         for stage in ("upload", "analysis", "retrieval", "generation")
@@ -275,7 +342,9 @@ COMMANDS = {
 }
 
 
-def _ask(settings: Settings, *, image, question, args, show_timings: bool = False) -> int:
+def _ask(
+    settings: Settings, *, image, question, args, show_timings: bool = False
+) -> int:
     from recycle_workers.client import client_from_settings
     from recycle_workers.pipeline import failed_result, new_job_id
 
@@ -285,7 +354,9 @@ def _ask(settings: Settings, *, image, question, args, show_timings: bool = Fals
     try:
         job_id = client.submit(image=image, question=question, lang=lang)
         if live:
-            result = _wait_showing_progress(client, job_id, timeout=args.timeout, lang=lang)
+            result = _wait_showing_progress(
+                client, job_id, timeout=args.timeout, lang=lang
+            )
         else:
             result = client.wait(job_id, timeout=args.timeout)
     except JobError as exc:
@@ -316,21 +387,28 @@ def _wait_showing_progress(client, job_id: str, *, timeout: float, lang: str):
             seen += 1
             label = labels.get((event.stage, event.status))
             if label:
-                print(f"[{time.monotonic() - started:5.1f}s] {label}", file=sys.stderr, flush=True)
+                print(
+                    f"[{time.monotonic() - started:5.1f}s] {label}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         result = client.result(job_id)
         if result is not None:
             return result
         if time.monotonic() - started > timeout:
             raise JobError(
                 ErrorCode.WAIT_TIMEOUT,
-                f"Job {job_id} did not finish within {timeout:g} s; it may still finish.",
+                f"Job {job_id} did not finish within {timeout:g} s; "
+                "it may still finish.",
             )
         time.sleep(PROGRESS_POLL_S)
 
 
 def _render_guidance(result, *, lang: str, show_timings: bool) -> str:
     lines = [result.guidance]
-    lines += [f"  {number}. {step}" for number, step in enumerate(result.steps, start=1)]
+    lines += [
+        f"  {number}. {step}" for number, step in enumerate(result.steps, start=1)
+    ]
     if result.degraded:
         lines.append(
             "(answered from the rules alone, without the AI model)"
@@ -340,8 +418,11 @@ def _render_guidance(result, *, lang: str, show_timings: bool) -> str:
     if show_timings:
         timings = result.timings_ms.model_dump()
         lines.append(
-            "timings: " + ", ".join(
-                f"{stage} {value:.1f} ms" for stage, value in timings.items() if value is not None
+            "timings: "
+            + ", ".join(
+                f"{stage} {value:.1f} ms"
+                for stage, value in timings.items()
+                if value is not None
             )
         )
     return "\n".join(lines)
@@ -359,8 +440,12 @@ def _read_image(path: Path) -> bytes:
 
 
 def _item_row(item) -> dict:
-    return {"id": item.item_id, "name_ko": item.name.ko, "name_en": item.name.en,
-            "stream": item.stream}
+    return {
+        "id": item.item_id,
+        "name_ko": item.name.ko,
+        "name_en": item.name.en,
+        "stream": item.stream,
+    }
 
 
 def _by_stream(item) -> tuple[str, str]:
@@ -378,10 +463,14 @@ def _describe_item(item, catalog) -> str:
     ]
     if item.conditional_steps:
         lines.append("when:")
-        lines += [f"  - [{step.when}] {step.text.ko} / {step.text.en}"
-                  for step in item.conditional_steps]
+        lines += [
+            f"  - [{step.when}] {step.text.ko} / {step.text.en}"
+            for step in item.conditional_steps
+        ]
     if item.not_accepted:
-        lines.append(f"otherwise ({item.not_accepted.stream}): {item.not_accepted.text.ko}")
+        lines.append(
+            f"otherwise ({item.not_accepted.stream}): {item.not_accepted.text.ko}"
+        )
     lines.append(f"source: {item.source}")
     return "\n".join(lines)
 
@@ -392,7 +481,9 @@ def _day(text: str):
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a day as YYYY-MM-DD"
+        ) from None
 
 
 def _positive_float(text: str) -> float:
@@ -412,10 +503,18 @@ def _fail(code: str, message: str, exit_code: int) -> int:
 
 PROGRESS_POLL_S = 0.1
 PROGRESS_LABELS = {
-    "ko": {("upload", "done"): "사진 업로드 완료", ("analysis", "done"): "물건 분석 완료",
-           ("retrieval", "done"): "배출 규칙 확인", ("generation", "done"): "답변 작성 완료"},
-    "en": {("upload", "done"): "photo uploaded", ("analysis", "done"): "item analysed",
-           ("retrieval", "done"): "rules found", ("generation", "done"): "answer written"},
+    "ko": {
+        ("upload", "done"): "사진 업로드 완료",
+        ("analysis", "done"): "물건 분석 완료",
+        ("retrieval", "done"): "배출 규칙 확인",
+        ("generation", "done"): "답변 작성 완료",
+    },
+    "en": {
+        ("upload", "done"): "photo uploaded",
+        ("analysis", "done"): "item analysed",
+        ("retrieval", "done"): "rules found",
+        ("generation", "done"): "answer written",
+    },
 }
 DEMO_IMAGE = "cup-noodle.jpg"
 DEMO_QUESTION = "이 컵라면 용기 어떻게 버려요?"

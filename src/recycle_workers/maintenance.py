@@ -1,4 +1,4 @@
-"""The periodic jobs: purge old images, clean the Redis keys, write yesterday's statistics.
+"""The periodic jobs: purge old images, clean Redis keys, write yesterday's statistics.
 
 Beat only sends them (see :mod:`recycle_workers.scheduler`); a worker consuming
 ``q.maintenance`` (the uploader, by default) runs them. Each job is a plain
@@ -172,7 +172,7 @@ class CleanupReport:
 
 
 def clean_cache(client, *, max_entries: int, cache_ttl_s: int) -> CleanupReport:
-    """Put every ``recycle:`` key back under its expiry and the answer cache under its cap.
+    """Put each ``recycle:`` key back under its expiry, the answer cache under its cap.
 
     Redis drops expired keys by itself; what it cannot drop is a key that lost
     its expiry (written by hand, or by an older release) and a lock whose
@@ -214,7 +214,9 @@ def clean_cache(client, *, max_entries: int, cache_ttl_s: int) -> CleanupReport:
     if excess > 0:
         entries.sort()
         for start in range(0, excess, SCAN_COUNT):
-            client.delete(*(key for _, key in entries[start:min(excess, start + SCAN_COUNT)]))
+            client.delete(
+                *(key for _, key in entries[start : min(excess, start + SCAN_COUNT)])
+            )
         report.evicted = excess
     return report
 
@@ -290,7 +292,9 @@ def daily_stats_task() -> None:
     written = write_yesterday_stats(
         client, storage, tz=settings.timezone, now=datetime.now(timezone.utc)
     )
-    summary = {"day": str(written.day), "jobs": written.jobs} if written else {"kept": True}
+    summary = (
+        {"day": str(written.day), "jobs": written.jobs} if written else {"kept": True}
+    )
     _record_success(DAILY_STATS, client, summary)
 
 
@@ -302,8 +306,13 @@ def _record_success(spec, client, fields: dict) -> None:
     try:
         client.set(last_success_key(spec.name), time.time())
     except redis.RedisError as exc:
-        log_event(logger, "last_success_not_noted", level=logging.WARNING,
-                  task=spec.task, error=type(exc).__name__)
+        log_event(
+            logger,
+            "last_success_not_noted",
+            level=logging.WARNING,
+            task=spec.task,
+            error=type(exc).__name__,
+        )
 
 
 def _jobs_of_image_key(image_sha256: str) -> str:
@@ -324,7 +333,7 @@ IN_FLIGHT_TTL_S = 7 * 24 * 3600
 SCAN_COUNT = 1000
 NO_EXPIRY, MISSING = -1, -2
 
-# A lock is held at most as long as its holder's hard time limit; past that its holder is dead.
+# A lock is held at most its holder's hard time limit; past that its holder is dead.
 LOCK_MAX_HOLD_S = {
     "inflight:": ANALYSIS.time_limit_s,
     "maintenance:purge_images:lock": PURGE_IMAGES.time_limit_s,

@@ -157,7 +157,9 @@ class ScheduleCollector:
             labels=["schedule"],
         )
         try:
-            values = self.client.mget([last_success_key(name) for name in self.schedules])
+            values = self.client.mget(
+                [last_success_key(name) for name in self.schedules]
+            )
         except redis.RedisError:
             values = [None] * len(self.schedules)
         for name, value in zip(self.schedules, values):

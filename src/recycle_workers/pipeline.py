@@ -84,7 +84,9 @@ def new_request(
     if image is None and not question:
         raise JobError(ErrorCode.EMPTY_INPUT, "Send a photo, a question, or both.")
     if lang not in ("ko", "en"):
-        raise JobError(ErrorCode.UNSUPPORTED_LANGUAGE, f"Language {lang!r} is not ko or en.")
+        raise JobError(
+            ErrorCode.UNSUPPORTED_LANGUAGE, f"Language {lang!r} is not ko or en."
+        )
     if question and len(question) > settings.max_question_chars:
         raise JobError(
             ErrorCode.QUESTION_TOO_LONG,
@@ -98,7 +100,9 @@ def new_request(
         question=question,
         lang=lang,
         submitted_at=time.time(),
-        image_b64=base64.b64encode(image).decode("ascii") if image is not None else None,
+        image_b64=base64.b64encode(image).decode("ascii")
+        if image is not None
+        else None,
     )
 
 
@@ -152,11 +156,18 @@ def run_analysis(message: JobMessage, services: Services) -> JobMessage:
     started = time.perf_counter()
     if services.adapter is None:
         analysis = analyzer.analyze(
-            question=message.question, image_jpeg=None, catalog=services.catalog, adapter=None
+            question=message.question,
+            image_jpeg=None,
+            catalog=services.catalog,
+            adapter=None,
         )
     else:
         analysis = _shared_analysis(message, services)
-    usage = {**message.usage, "analysis": analysis.usage} if analysis.usage else message.usage
+    usage = (
+        {**message.usage, "analysis": analysis.usage}
+        if analysis.usage
+        else message.usage
+    )
     return _advance(message, "analysis", started, analysis=analysis, usage=usage)
 
 
@@ -183,13 +194,19 @@ def _shared_analysis(message: JobMessage, services: Services) -> Analysis:
         if cache.claim(lock, ttl_s=ANALYSIS.time_limit_s):
             break
         if time.monotonic() >= deadline:
-            log_event(logger, "inflight_wait_expired", level=logging.WARNING,
-                      job_id=message.job_id)
+            log_event(
+                logger,
+                "inflight_wait_expired",
+                level=logging.WARNING,
+                job_id=message.job_id,
+            )
             break
         time.sleep(INFLIGHT_POLL_S)
 
     try:
-        image_jpeg = services.storage.get(message.image.model_key) if message.image else None
+        image_jpeg = (
+            services.storage.get(message.image.model_key) if message.image else None
+        )
         analysis = analyzer.analyze(
             question=message.question,
             image_jpeg=image_jpeg,
@@ -197,7 +214,11 @@ def _shared_analysis(message: JobMessage, services: Services) -> Analysis:
             adapter=services.adapter,
         )
         if _reusable(analysis):
-            cache.set(key, analysis.model_dump(mode="json"), ttl_s=services.settings.cache_ttl_s)
+            cache.set(
+                key,
+                analysis.model_dump(mode="json"),
+                ttl_s=services.settings.cache_ttl_s,
+            )
     finally:
         cache.release(lock)
     return analysis
@@ -206,7 +227,9 @@ def _shared_analysis(message: JobMessage, services: Services) -> Analysis:
 def run_retrieval(message: JobMessage, services: Services) -> JobMessage:
     """Pick the analysed item's rules for its state."""
     started = time.perf_counter()
-    rules = retriever.retrieve(_analysis_of(message), catalog=services.catalog, lang=message.lang)
+    rules = retriever.retrieve(
+        _analysis_of(message), catalog=services.catalog, lang=message.lang
+    )
     return _advance(message, "retrieval", started, rules=rules)
 
 
@@ -216,7 +239,9 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
     analysis = _analysis_of(message)
     rules = message.rules
     if rules is None:
-        raise JobError(ErrorCode.STAGE_FAILED, "The job reached generation without rules.")
+        raise JobError(
+            ErrorCode.STAGE_FAILED, "The job reached generation without rules."
+        )
     guidance = generator.generate(
         question=message.question,
         analysis=analysis,
@@ -225,12 +250,21 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
         lang=message.lang,
         adapter=services.adapter,
     )
-    usage = {**message.usage, "generation": guidance.usage} if guidance.usage else message.usage
+    usage = (
+        {**message.usage, "generation": guidance.usage}
+        if guidance.usage
+        else message.usage
+    )
     message = _advance(message, "generation", started, usage=usage)
     for stage, stage_usage in message.usage.items():
         log_event(
-            logger, "ai_usage", job_id=message.job_id, stage=stage, model=stage_usage.model,
-            input_tokens=stage_usage.input_tokens, output_tokens=stage_usage.output_tokens,
+            logger,
+            "ai_usage",
+            job_id=message.job_id,
+            stage=stage,
+            model=stage_usage.model,
+            input_tokens=stage_usage.input_tokens,
+            output_tokens=stage_usage.output_tokens,
         )
     services.stats.record_usage(message.job_id, message.usage)
 
@@ -240,7 +274,10 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
         status="succeeded",
         item=(
             ItemSummary(
-                id=item.item_id, name_ko=item.name.ko, name_en=item.name.en, stream=item.stream
+                id=item.item_id,
+                name_ko=item.name.ko,
+                name_en=item.name.en,
+                stream=item.stream,
             )
             if item
             else None
@@ -249,19 +286,29 @@ def run_generation(message: JobMessage, services: Services) -> JobResult:
         guidance=guidance.text,
         steps=guidance.steps,
         degraded=analysis.degraded_reason is not None
-        or (services.adapter is not None and item is not None and guidance.method != "model"),
+        or (
+            services.adapter is not None
+            and item is not None
+            and guidance.method != "model"
+        ),
         timings_ms=_timings(message),
     )
     if result.degraded:
         reason = analysis.degraded_reason or "generation_fallback"
         metrics.DEGRADED_ANSWERS.labels(reason).inc()
     if message.cache_key and _reusable(analysis):
-        services.cache.set(message.cache_key, _to_cache(result), ttl_s=services.settings.cache_ttl_s)
+        services.cache.set(
+            message.cache_key, _to_cache(result), ttl_s=services.settings.cache_ttl_s
+        )
     return result
 
 
 def failed_result(
-    job_id: str, code: ErrorCode | str, message: str, *, timings_ms: dict[str, float] | None = None,
+    job_id: str,
+    code: ErrorCode | str,
+    message: str,
+    *,
+    timings_ms: dict[str, float] | None = None,
     submitted_at: float | None = None,
 ) -> JobResult:
     """The result of a job that ended with an error."""
@@ -303,7 +350,9 @@ def _advance(message: JobMessage, stage: str, started: float, **changes) -> JobM
 
 def _analysis_of(message: JobMessage):
     if message.analysis is None:
-        raise JobError(ErrorCode.STAGE_FAILED, "The job reached a stage before its analysis.")
+        raise JobError(
+            ErrorCode.STAGE_FAILED, "The job reached a stage before its analysis."
+        )
     return message.analysis
 
 

@@ -28,7 +28,9 @@ class StageSpec:
 UPLOAD = StageSpec("upload", "recycle.upload", "q.image_upload", 25, 30)
 ANALYSIS = StageSpec("analysis", "recycle.analyze", "q.gpt5_analysis", 100, 120)
 RETRIEVAL = StageSpec("retrieval", "recycle.retrieve", "q.rule_retrieval", 8, 10)
-GENERATION = StageSpec("generation", "recycle.generate", "q.response_generation", 50, 60)
+GENERATION = StageSpec(
+    "generation", "recycle.generate", "q.response_generation", 50, 60
+)
 
 STAGES: tuple[StageSpec, ...] = (UPLOAD, ANALYSIS, RETRIEVAL, GENERATION)
 
@@ -37,7 +39,7 @@ MAINTENANCE_QUEUE = "q.maintenance"
 
 @dataclass(frozen=True, slots=True)
 class PeriodicSpec:
-    """One periodic job: its Celery task, the setting holding its schedule, its limits."""
+    """One periodic job: its Celery task, the setting with its schedule, its limits."""
 
     name: str
     task: str

@@ -61,7 +61,9 @@ def window_of(job_schedule: BaseSchedule, now: datetime) -> str:
     if isinstance(job_schedule, crontab):
         local = now.astimezone(job_schedule.tz)
         fired = previous_cron_time(job_schedule, local.replace(tzinfo=None))
-        return (fired or local.replace(tzinfo=None, second=0, microsecond=0)).isoformat()
+        return (
+            fired or local.replace(tzinfo=None, second=0, microsecond=0)
+        ).isoformat()
     period = job_schedule.run_every.total_seconds()
     start = int(now.timestamp() // period * period)
     return datetime.fromtimestamp(start, tz=timezone.utc).isoformat()
@@ -116,8 +118,13 @@ class BeatLease:
         try:
             return bool(self._hold(keys=[LEASE_KEY], args=[self.token, self.lease_ms]))
         except redis.RedisError as exc:
-            log_event(logger, "lease_unavailable", level=logging.WARNING, op="hold",
-                      error=type(exc).__name__)
+            log_event(
+                logger,
+                "lease_unavailable",
+                level=logging.WARNING,
+                op="hold",
+                error=type(exc).__name__,
+            )
             return False
 
     def release(self) -> None:
@@ -126,8 +133,13 @@ class BeatLease:
         try:
             self._release(keys=[LEASE_KEY], args=[self.token])
         except redis.RedisError as exc:
-            log_event(logger, "lease_unavailable", level=logging.WARNING, op="release",
-                      error=type(exc).__name__)
+            log_event(
+                logger,
+                "lease_unavailable",
+                level=logging.WARNING,
+                op="release",
+                error=type(exc).__name__,
+            )
 
     def holder(self) -> str | None:
         value = self.client.get(LEASE_KEY)
@@ -189,8 +201,12 @@ class HeartbeatScheduler(PersistentScheduler):
             claimed = claim_window(self.redis_client, entry.task, window)
         except Exception as exc:  # without Redis nobody can tell whether it was sent
             log_event(
-                logger, "periodic_not_sent", level=logging.WARNING, task=entry.task,
-                window=window, error=type(exc).__name__,
+                logger,
+                "periodic_not_sent",
+                level=logging.WARNING,
+                task=entry.task,
+                window=window,
+                error=type(exc).__name__,
             )
             return
         if not claimed:
@@ -200,11 +216,13 @@ class HeartbeatScheduler(PersistentScheduler):
         task_id = f"{entry.name}@{window}"
         sending = copy.copy(entry)
         sending.options = {**entry.options, "task_id": task_id}
-        log_event(logger, "periodic_sent", task=entry.task, window=window, task_id=task_id)
+        log_event(
+            logger, "periodic_sent", task=entry.task, window=window, task_id=task_id
+        )
         super().apply_entry(sending, producer=producer)
 
     def close(self) -> None:
-        # Hand the lease over at once on a clean stop instead of making the next beat wait.
+        # Hand the lease over on a clean stop so the next beat need not wait for it.
         lease = getattr(self, "lease", None)
         if lease is not None:
             lease.release()
@@ -223,7 +241,8 @@ def redis_client_from(settings: Settings):
 
 BEAT_KEY_PREFIX = "recycle:beat:"
 LEASE_KEY = f"{BEAT_KEY_PREFIX}lease"
-# Longer than any gap between two firings of a job, so a late duplicate still meets its claim.
+# Longer than any gap between two firings of a job, so a late duplicate still meets its
+# claim.
 WINDOW_CLAIM_TTL_S = 40 * 24 * 3600
 CRON_LOOKBACK_DAYS = 400
 REDIS_TIMEOUT_S = 2.0

@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     openai_image_detail: Annotated[str, Field(pattern="^(low|high|auto)$")] = "low"
     analysis_max_output_tokens: PositiveInt = 2000
     generation_max_output_tokens: PositiveInt = 800
-    # Shared by every pod through Redis; 0 turns a limit off. Set them to the account's tier.
+    # Shared by every pod through Redis; 0 turns a limit off. Set them to the account's
+    # tier.
     analysis_rpm: Annotated[int, Field(ge=0)] = 500
     analysis_tpm: Annotated[int, Field(ge=0)] = 500_000
     generation_rpm: Annotated[int, Field(ge=0)] = 500
@@ -137,7 +138,8 @@ class Settings(BaseSettings):
     schedule_purge_images: str = "0 3 * * *"
     schedule_cache_cleanup: str = "0 * * * *"
     schedule_daily_stats: str = "0 2 * * *"
-    # A standby beat takes over within the lease plus a third of it after the holder dies.
+    # A standby beat takes over within the lease plus a third of it after the holder
+    # dies.
     scheduler_lease_s: Annotated[float, Field(ge=1, le=45)] = 30.0
     purge_batch_size: Annotated[int, Field(ge=1, le=1000)] = 500
     cache_max_entries: PositiveInt = 200_000
@@ -175,7 +177,8 @@ class Settings(BaseSettings):
         fields = text.split(" ")
         if len(fields) != 5:
             raise ValueError(
-                "must be a cron expression of five fields (minute hour day month weekday) "
+                "must be a cron expression of five fields "
+                "(minute hour day month weekday) "
                 "or 'every N s'"
             )
         from celery.schedules import crontab
@@ -236,7 +239,11 @@ def settings_error_from(exc: ValidationError) -> SettingsError:
 
 
 def _allowed_values(field: str) -> list[str]:
-    annotation = Settings.model_fields[field].annotation if field in Settings.model_fields else None
+    annotation = (
+        Settings.model_fields[field].annotation
+        if field in Settings.model_fields
+        else None
+    )
     for enum_type in (Role, Pool, Mode, LogFormat):
         if annotation in (enum_type, enum_type | None):
             return [member.value for member in enum_type]

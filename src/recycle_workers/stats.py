@@ -83,8 +83,13 @@ class RedisStatsRecorder:
                 pipe.expire(key, RAW_RECORD_TTL_S)
                 pipe.execute()
         except redis.RedisError as exc:
-            log_event(logger, "stats_unavailable", level=logging.WARNING, job_id=job_id,
-                      error=type(exc).__name__)
+            log_event(
+                logger,
+                "stats_unavailable",
+                level=logging.WARNING,
+                job_id=job_id,
+                error=type(exc).__name__,
+            )
 
 
 class Percentiles(BaseModel):
@@ -184,7 +189,9 @@ def percentiles(values: list[float]) -> Percentiles:
     def rank(fraction: float) -> float:
         return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
-    return Percentiles(count=len(ordered), p50=rank(0.50), p95=rank(0.95), p99=rank(0.99))
+    return Percentiles(
+        count=len(ordered), p50=rank(0.50), p95=rank(0.95), p99=rank(0.99)
+    )
 
 
 def write_daily_stats(
@@ -232,14 +239,21 @@ def render_table(stats: DailyStats) -> str:
         f"  {'jobs':<22}{stats.jobs:>10}",
         f"  {'succeeded':<22}{stats.succeeded:>10}",
         f"  {'failed':<22}{stats.failed:>10}",
-        *(f"    {code:<20}{count:>10}" for code, count in stats.failures_by_code.items()),
+        *(
+            f"    {code:<20}{count:>10}"
+            for code, count in stats.failures_by_code.items()
+        ),
         f"  {'degraded answers':<22}{stats.degraded:>10}",
         f"  {'cache hits':<22}{stats.cached:>10}  ({stats.cache_hit_rate:.1%})",
     ]
     if stats.latency_ms:
-        lines += ["", f"  {'latency (ms)':<14}{'count':>8}{'p50':>10}{'p95':>10}{'p99':>10}"]
         lines += [
-            f"  {stage:<14}{value.count:>8}{value.p50:>10.1f}{value.p95:>10.1f}{value.p99:>10.1f}"
+            "",
+            f"  {'latency (ms)':<14}{'count':>8}{'p50':>10}{'p95':>10}{'p99':>10}",
+        ]
+        lines += [
+            f"  {stage:<14}{value.count:>8}"
+            f"{value.p50:>10.1f}{value.p95:>10.1f}{value.p99:>10.1f}"
             for stage, value in stats.latency_ms.items()
         ]
     if stats.top_items:
@@ -249,9 +263,13 @@ def render_table(stats: DailyStats) -> str:
         lines += ["", f"  {'streams':<32}{'jobs':>8}"]
         lines += [f"  {stream:<32}{count:>8}" for stream, count in stats.streams]
     if stats.tokens_by_model:
-        lines += ["", f"  {'tokens by model':<24}{'calls':>8}{'input':>12}{'output':>12}"]
         lines += [
-            f"  {model:<24}{value.calls:>8}{value.input_tokens:>12}{value.output_tokens:>12}"
+            "",
+            f"  {'tokens by model':<24}{'calls':>8}{'input':>12}{'output':>12}",
+        ]
+        lines += [
+            f"  {model:<24}{value.calls:>8}"
+            f"{value.input_tokens:>12}{value.output_tokens:>12}"
             for model, value in stats.tokens_by_model.items()
         ]
     return "\n".join(lines)

@@ -61,7 +61,8 @@ def prepare_image(
     if width * height > max_pixels:
         raise JobError(
             ErrorCode.IMAGE_TOO_MANY_PIXELS,
-            f"The image declares {width}x{height} pixels; the limit is {max_pixels} pixels.",
+            f"The image declares {width}x{height} pixels; "
+            f"the limit is {max_pixels} pixels.",
         )
     if min(width, height) < MIN_IMAGE_SIDE:
         raise JobError(
@@ -104,16 +105,19 @@ def store_image(prepared: PreparedImage, raw: bytes, storage: Storage) -> Stored
 def _open(raw: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # Pillow warns, then errors, on huge images; we check the pixel count ourselves.
+            # Pillow warns, then errors, on huge images; we check the pixel count
+            # ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw), formats=None)
     except UnidentifiedImageError:
         raise JobError(
-            ErrorCode.IMAGE_UNREADABLE, "The file is not an image this service can read."
+            ErrorCode.IMAGE_UNREADABLE,
+            "The file is not an image this service can read.",
         ) from None
     except Image.DecompressionBombError:
         raise JobError(
-            ErrorCode.IMAGE_TOO_MANY_PIXELS, "The image declares too many pixels to decode."
+            ErrorCode.IMAGE_TOO_MANY_PIXELS,
+            "The image declares too many pixels to decode.",
         ) from None
     if image.format not in CONTENT_TYPES:
         raise JobError(
@@ -124,7 +128,7 @@ def _open(raw: bytes) -> Image.Image:
 
 
 def _decode_for_model(image: Image.Image, *, max_side: int) -> Image.Image:
-    """Decode ``image`` into an upright RGB copy whose longest side is ``max_side`` at most.
+    """Decode ``image`` into an upright RGB copy, its longest side ``max_side`` at most.
 
     Only one decoded image of the upload's size is alive at a time: the photo is
     shrunk first and closed, and the turn and the alpha flattening work on the small
@@ -143,7 +147,8 @@ def _decode_for_model(image: Image.Image, *, max_side: int) -> Image.Image:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise JobError(
-            ErrorCode.IMAGE_UNREADABLE, f"The image data is damaged or truncated ({exc})."
+            ErrorCode.IMAGE_UNREADABLE,
+            f"The image data is damaged or truncated ({exc}).",
         ) from None
     turn = TRANSPOSE_FOR_ORIENTATION.get(image.getexif().get(EXIF_ORIENTATION, 1))
 
@@ -193,7 +198,10 @@ TRANSPOSE_FOR_ORIENTATION = {
 }
 
 CONTENT_TYPES = {
-    "JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic",
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "HEIF": "image/heic",
 }
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jmespath
 import pytest
+
 from helm_template import render_chart
 
 NETWORK_POLICY = ["templates/networkpolicy.yaml"]

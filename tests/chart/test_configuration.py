@@ -6,10 +6,11 @@ import base64
 
 import jmespath
 import pytest
-from helm_template import ChartRenderError, by_component, render_chart
 
 from recycle_workers.roles import STAGE_BY_ROLE, queues_for
 from recycle_workers.settings import ENV_PREFIX, Role, Settings, load_settings
+
+from helm_template import ChartRenderError, by_component, render_chart
 
 CONFIG_MAP = ["templates/configmap.yaml"]
 SECRET = ["templates/secret.yaml"]

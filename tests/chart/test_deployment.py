@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jmespath
 import pytest
+
 from helm_template import ChartRenderError, by_component, render_chart
 
 DEPLOYMENT = ["templates/deployment.yaml"]

@@ -6,6 +6,7 @@ import base64
 
 import jmespath
 import pytest
+
 from helm_template import ChartRenderError, documents_of_kind, render_chart
 
 FLOWER = "flower"

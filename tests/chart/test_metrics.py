@@ -11,14 +11,15 @@ import re
 
 import jmespath
 import pytest
+
+from recycle_workers import metrics
+
 from helm_template import (
     ChartRenderError,
     by_component,
     documents_of_kind,
     render_chart,
 )
-
-from recycle_workers import metrics
 
 DEPLOYMENT = ["templates/deployment.yaml"]
 CONFIG_MAP = ["templates/configmap.yaml"]

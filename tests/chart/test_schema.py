@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helm_template import ChartRenderError, render_chart
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jmespath
 import pytest
+
 from helm_template import (
     REPO_ROOT,
     VALUES_DIR,
@@ -167,7 +168,9 @@ class TestReferenceLayout:
         ],
     )
     def test_should_run_prod_on_the_measured_pools(self, role, pool, concurrency):
-        deployment = by_component(documents_of_kind(render_file("prod"), "Deployment"))[role]
+        deployment = by_component(documents_of_kind(render_file("prod"), "Deployment"))[
+            role
+        ]
         env = {
             entry["name"]: entry.get("value")
             for entry in deployment["spec"]["template"]["spec"]["containers"][0]["env"]

@@ -28,13 +28,17 @@ FULL_RUN = os.environ.get("RELIABILITY_FULL") == "1"
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "slow: a long reliability test; make reliability runs it")
+    config.addinivalue_line(
+        "markers", "slow: a long reliability test; make reliability runs it"
+    )
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     if FULL_RUN:
         return
-    skip = pytest.mark.skip(reason="slow: run with make reliability (RELIABILITY_FULL=1)")
+    skip = pytest.mark.skip(
+        reason="slow: run with make reliability (RELIABILITY_FULL=1)"
+    )
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
@@ -57,13 +61,15 @@ def workdir() -> Iterator[Path]:
     """
     folder = Path(tempfile.mkdtemp(prefix="recycle-reliability-"))
     yield folder
-    if os.environ.get("RELIABILITY_KEEP") != "1":  # keep the logs to read after a failure
+    if (
+        os.environ.get("RELIABILITY_KEEP") != "1"
+    ):  # keep the logs to read after a failure
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
 def record(request):
-    """A row of docs/reliability.md: set scenario, expected and observed; add numbers."""
+    """A docs/reliability.md row: set scenario, expected and observed; add numbers."""
     row: dict = {}
     started = time.monotonic()
     yield row

@@ -23,6 +23,7 @@ from typing import Iterator
 
 from recycle_workers.client import BrokerClient
 from recycle_workers.models import JobResult
+
 from services import settings_from_env, start_role, stop, wait_until_ready
 
 HOOK_PATH = Path(__file__).resolve().parent / "hook"
@@ -35,7 +36,9 @@ ROLES = {
     "generator": {"RECYCLE_POOL": "gevent", "RECYCLE_CONCURRENCY": "10"},
 }
 ROLE_STAGE = {
-    "uploader": "upload", "analyzer": "analysis", "retriever": "retrieval",
+    "uploader": "upload",
+    "analyzer": "analysis",
+    "retriever": "retrieval",
     "generator": "generation",
 }
 
@@ -64,8 +67,9 @@ class Stack:
 
     def start(self, role: str, **extra: str) -> subprocess.Popen:
         self.starts[role] += 1
-        process = start_role(role, self.env, self.root, {**self.roles[role], **extra},
-                             name=role)
+        process = start_role(
+            role, self.env, self.root, {**self.roles[role], **extra}, name=role
+        )
         self.processes[role] = process
         return process
 
@@ -132,7 +136,9 @@ class Stack:
         return lines
 
 
-def account_for(client: BrokerClient, job_ids: list[str], *, timeout: float) -> dict[str, JobResult]:
+def account_for(
+    client: BrokerClient, job_ids: list[str], *, timeout: float
+) -> dict[str, JobResult]:
     """Every job's result; fails naming the jobs that have none after ``timeout``.
 
     Polls the backend rather than listening on it, so it rides out a Redis outage.
@@ -151,7 +157,9 @@ def account_for(client: BrokerClient, job_ids: list[str], *, timeout: float) -> 
                 results[job_id] = result
         time.sleep(0.2)
     missing = [job_id for job_id in job_ids if job_id not in results]
-    assert not missing, f"{len(missing)} of {len(job_ids)} jobs have no outcome: {missing[:5]}"
+    assert not missing, (
+        f"{len(missing)} of {len(job_ids)} jobs have no outcome: {missing[:5]}"
+    )
     for result in results.values():
         if result.status == "failed":
             assert result.error.code and result.error.message, result
@@ -173,7 +181,7 @@ def free_port(start: int) -> int:
 
 
 class OwnRedis:
-    """A redis-server of this test's own, on its own port and folder, that may be stopped.
+    """A test's own redis-server, on its own port and folder, that may be stopped.
 
     It keeps an append-only file, so a restart keeps what was written, as a
     production Redis with persistence would.
@@ -192,9 +200,23 @@ class OwnRedis:
         server = shutil.which("redis-server")
         assert server, "redis-server is needed for the Redis outage test"
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import boto3
 import jmespath
 import pytest
+from stack import account_for
 
 from recycle_workers.client import BrokerClient
 from recycle_workers.testing.fake_openai import FakeOpenAI
@@ -38,7 +39,6 @@ from recycle_workers.testing.fake_openai import FakeOpenAI
 from helm_template import REPO_ROOT, VALUES_DIR, documents_of_kind, render_chart
 from images import photo
 from services import REDIS_TEST_DB, broker_vhost, settings_from_env
-from stack import account_for
 
 pytestmark = pytest.mark.services
 
@@ -46,7 +46,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 class PodStartError(Exception):
-    """A container could not be started or never became ready, as the kubelet would say."""
+    """A container failed to start or never became ready, as the kubelet would say."""
 
 
 def render_ci() -> list[dict]:
@@ -56,7 +56,9 @@ def render_ci() -> list[dict]:
 def entrypoint() -> list[str]:
     """The image's ENTRYPOINT, read from the Dockerfile that builds it."""
     text = (REPO_ROOT / "Dockerfile").read_text()
-    return json.loads(re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, re.MULTILINE).group(1))
+    return json.loads(
+        re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, re.MULTILINE).group(1)
+    )
 
 
 def localise(documents: list[dict], *, secret: dict, config: dict) -> list[dict]:
@@ -72,17 +74,25 @@ def localise(documents: list[dict], *, secret: dict, config: dict) -> list[dict]
 
 def container_env(container: dict, documents: list[dict], tmp: Path) -> dict[str, str]:
     """The container's environment as the kubelet builds it, with /tmp made local."""
-    config_maps = {doc["metadata"]["name"]: doc.get("data", {})
-                   for doc in documents_of_kind(documents, "ConfigMap")}
-    secrets = {doc["metadata"]["name"]: {key: base64.b64decode(value).decode()
-                                         for key, value in doc.get("data", {}).items()}
-               for doc in documents_of_kind(documents, "Secret")}
+    config_maps = {
+        doc["metadata"]["name"]: doc.get("data", {})
+        for doc in documents_of_kind(documents, "ConfigMap")
+    }
+    secrets = {
+        doc["metadata"]["name"]: {
+            key: base64.b64decode(value).decode()
+            for key, value in doc.get("data", {}).items()
+        }
+        for doc in documents_of_kind(documents, "Secret")
+    }
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         reference = source.get("configMapRef") or source.get("secretRef")
         store = config_maps if "configMapRef" in source else secrets
         if reference["name"] not in store:
-            raise PodStartError(f"envFrom names {reference['name']!r}, which was not rendered")
+            raise PodStartError(
+                f"envFrom names {reference['name']!r}, which was not rendered"
+            )
         env.update(store[reference["name"]])
     for variable in container.get("env", []):
         if "value" in variable:
@@ -91,15 +101,23 @@ def container_env(container: dict, documents: list[dict], tmp: Path) -> dict[str
         source = variable["valueFrom"]
         kind = "secretKeyRef" if "secretKeyRef" in source else "configMapKeyRef"
         reference = source[kind]
-        store = (secrets if kind == "secretKeyRef" else config_maps).get(reference["name"])
+        store = (secrets if kind == "secretKeyRef" else config_maps).get(
+            reference["name"]
+        )
         if store is None or reference["key"] not in store:
             if reference.get("optional"):
                 continue
-            raise PodStartError(f"{variable['name']}: {kind} {reference} was not rendered")
+            raise PodStartError(
+                f"{variable['name']}: {kind} {reference} was not rendered"
+            )
         env[variable["name"]] = store[reference["key"]]
     # Each pod has /tmp of its own (an emptyDir); here each process gets a folder.
-    return {name: value.replace("/tmp/", f"{tmp}/", 1) if value.startswith("/tmp/") else value
-            for name, value in env.items()}
+    return {
+        name: value.replace("/tmp/", f"{tmp}/", 1)
+        if value.startswith("/tmp/")
+        else value
+        for name, value in env.items()
+    }
 
 
 class LocalPod:
@@ -124,15 +142,22 @@ class LocalPod:
         command = self.container.get("command") or entrypoint()
         log = open(self.tmp.parent / f"{self.name}.log", "ab")
         self.process = subprocess.Popen(
-            [*command, *self.container.get("args", [])], env=self.env, cwd=self.tmp,
-            stdout=log, stderr=subprocess.STDOUT,
+            [*command, *self.container.get("args", [])],
+            env=self.env,
+            cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def probe(self, kind: str) -> bool:
         """Run the container's own probe command once."""
         command = self.container[f"{kind}Probe"]["exec"]["command"]
-        return subprocess.run(command, env=self.env, cwd=self.tmp, capture_output=True,
-                              timeout=30).returncode == 0
+        return (
+            subprocess.run(
+                command, env=self.env, cwd=self.tmp, capture_output=True, timeout=30
+            ).returncode
+            == 0
+        )
 
     def wait_started(self, *, timeout: float) -> None:
         import time
@@ -140,11 +165,15 @@ class LocalPod:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise PodStartError(f"{self.name} exited with {self.process.returncode}")
+                raise PodStartError(
+                    f"{self.name} exited with {self.process.returncode}"
+                )
             if self.probe("startup"):
                 return
             time.sleep(0.5)
-        raise PodStartError(f"{self.name} did not pass its startup probe in {timeout:g} s")
+        raise PodStartError(
+            f"{self.name} did not pass its startup probe in {timeout:g} s"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -171,8 +200,13 @@ def fake():
 @pytest.fixture(scope="module")
 def bucket(moto_endpoint):
     name = f"chart-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     s3.create_bucket(Bucket=name)
     return s3, name
 
@@ -201,8 +235,10 @@ def release(workdir, moto_endpoint, bucket, fake):
             }
             localised = localise(documents, secret=secret, config=config)
             root = Path(tempfile.mkdtemp(dir=workdir))
-            pods = [LocalPod(deployment, localised, root)
-                    for deployment in documents_of_kind(localised, "Deployment")]
+            pods = [
+                LocalPod(deployment, localised, root)
+                for deployment in documents_of_kind(localised, "Deployment")
+            ]
             client = BrokerClient(settings_from_env({**secret, **config}))
             try:
                 for pod in pods:
@@ -219,22 +255,30 @@ def release(workdir, moto_endpoint, bucket, fake):
     return run
 
 
-def check_jobs(client: BrokerClient, fake: FakeOpenAI, s3, bucket_name: str, *,
-               timeout: float) -> dict:
+def check_jobs(
+    client: BrokerClient, fake: FakeOpenAI, s3, bucket_name: str, *, timeout: float
+) -> dict:
     """Submit a mix of jobs and check every answer came through every backend."""
     fake.reset()
     tag = uuid.uuid4().hex[:6]
     jobs = [
-        client.submit(image=photo(size=(640 + number, 480)), question=f"생수병 {tag} {number}")
+        client.submit(
+            image=photo(size=(640 + number, 480)), question=f"생수병 {tag} {number}"
+        )
         for number in range(3)
-    ] + [client.submit(question=f"종이컵 {tag} {number}", lang="en") for number in range(3)]
+    ] + [
+        client.submit(question=f"종이컵 {tag} {number}", lang="en")
+        for number in range(3)
+    ]
 
     results = account_for(client, jobs, timeout=timeout)
 
     assert [result.status for result in results.values()] == ["succeeded"] * len(jobs)
     assert not any(result.degraded for result in results.values())
     assert len(fake.calls("analysis")) == len(fake.calls("generation")) == len(jobs)
-    keys = [entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket_name)["Contents"]]
+    keys = [
+        entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket_name)["Contents"]
+    ]
     assert sum(key.startswith("recycle/originals/") for key in keys) >= 3
     return results
 
@@ -244,18 +288,27 @@ def test_should_run_every_rendered_deployment_and_answer_through_all_backends(
 ):
     documents = render_ci()
     roles = jmespath.search(
-        "[?kind=='Deployment'].metadata.labels.\"app.kubernetes.io/component\"", documents
+        "[?kind=='Deployment'].metadata.labels.\"app.kubernetes.io/component\"",
+        documents,
     )
 
     with release(documents) as client:
         results = check_jobs(client, fake, *bucket, timeout=60)
         live = {pod.name: pod.probe("liveness") for pod in release.pods}
 
-    assert sorted(roles) == ["analyzer", "generator", "retriever", "scheduler", "uploader"]
+    assert sorted(roles) == [
+        "analyzer",
+        "generator",
+        "retriever",
+        "scheduler",
+        "uploader",
+    ]
     assert all(live.values()), live
     record.update(
-        scenario="the chart runs: values/ci.yaml rendered by helm, five Deployments as processes",
-        expected="every pod passes its probes; jobs through RabbitMQ, Redis, moto S3, fake AI",
+        scenario="the chart runs: values/ci.yaml rendered by helm, "
+        "five Deployments as processes",
+        expected="every pod passes its probes; "
+        "jobs through RabbitMQ, Redis, moto S3, fake AI",
         observed=f"{len(results)}/{len(results)} succeeded, none degraded; "
         f"{len(live)} pods live",
     )
@@ -274,7 +327,9 @@ def rename_env(role: str, old: str, new: str) -> Callable[[list[dict]], None]:
 
 def set_env(role: str, name: str, value: str) -> Callable[[list[dict]], None]:
     def mutate(documents: list[dict]) -> None:
-        (variable,) = [v for v in container_of(documents, role)["env"] if v["name"] == name]
+        (variable,) = [
+            v for v in container_of(documents, role)["env"] if v["name"] == name
+        ]
         variable["value"] = value
 
     return mutate
@@ -282,7 +337,8 @@ def set_env(role: str, name: str, value: str) -> Callable[[list[dict]], None]:
 
 def container_of(documents: list[dict], role: str) -> dict:
     (deployment,) = [
-        doc for doc in documents_of_kind(documents, "Deployment")
+        doc
+        for doc in documents_of_kind(documents, "Deployment")
         if doc["metadata"]["labels"]["app.kubernetes.io/component"] == role
     ]
     return deployment["spec"]["template"]["spec"]["containers"][0]
@@ -290,8 +346,11 @@ def container_of(documents: list[dict], role: str) -> dict:
 
 MISMATCHES = {
     "a Secret variable the package does not read": rename_env(
-        "analyzer", "RECYCLE_OPENAI_API_KEY", "RECYCLE_OPENAI_KEY"),
-    "a queue no stage publishes to": set_env("uploader", "RECYCLE_QUEUES", "q.image_uploads"),
+        "analyzer", "RECYCLE_OPENAI_API_KEY", "RECYCLE_OPENAI_KEY"
+    ),
+    "a queue no stage publishes to": set_env(
+        "uploader", "RECYCLE_QUEUES", "q.image_uploads"
+    ),
     "a pool Celery does not know": set_env("generator", "RECYCLE_POOL", "gevnet"),
 }
 

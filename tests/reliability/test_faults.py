@@ -17,13 +17,13 @@ from collections import Counter
 
 import pytest
 from kombu import Queue
+from stack import ROLE_STAGE, ROLES, Stack, account_for, finished_once, own_redis
 
 from recycle_workers.tasks import DEAD_LETTER_QUEUE, MAX_DELIVERIES
-from recycle_workers.testing.fake_openai import Fault, FakeOpenAI
+from recycle_workers.testing.fake_openai import FakeOpenAI, Fault
 
 from images import photo
 from services import broker_vhost, rabbitmqctl, stack_environment, wait_until_ready
-from stack import ROLE_STAGE, ROLES, Stack, account_for, finished_once, own_redis
 
 pytestmark = pytest.mark.services
 
@@ -40,7 +40,8 @@ def fake():
 def stack(workdir, fake):
     with broker_vhost() as vhost:
         env, root = stack_environment(
-            vhost, workdir,
+            vhost,
+            workdir,
             RECYCLE_OPENAI_API_KEY="sk-test",
             RECYCLE_OPENAI_BASE_URL=fake.base_url,
             RECYCLE_OPENAI_TIMEOUT_S=str(AI_TIMEOUT_S),
@@ -72,7 +73,9 @@ def questions(count: int, word: str = "생수병") -> list[str]:
 
 def submit_all(client, asked: list[str], *, images: bool = True) -> list[str]:
     return [
-        client.submit(image=photo(size=(600 + number, 480)) if images else None, question=question)
+        client.submit(
+            image=photo(size=(600 + number, 480)) if images else None, question=question
+        )
         for number, question in enumerate(asked)
     ]
 
@@ -81,7 +84,9 @@ def calls_per_question(fake: FakeOpenAI, kind: str, asked: list[str]) -> Counter
     return Counter(call.question for call in fake.calls(kind) if call.question in asked)
 
 
-def wait_for_calls(fake: FakeOpenAI, kind: str, asked: list[str], *, timeout: float = 30) -> None:
+def wait_for_calls(
+    fake: FakeOpenAI, kind: str, asked: list[str], *, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while not calls_per_question(fake, kind, asked):
         assert time.monotonic() < deadline, f"no {kind} call arrived"
@@ -105,7 +110,9 @@ class TestKilledWorker:
         stack.restart(role)
         results = account_for(client, job_ids, timeout=90)
 
-        assert [result.status for result in results.values()] == ["succeeded"] * len(job_ids)
+        assert [result.status for result in results.values()] == ["succeeded"] * len(
+            job_ids
+        )
         assert finished_once(stack, job_ids) == {}
         assert [job for job, _ in stack.started(stage)].count(held_job) >= 2
         assert set(calls_per_question(fake, "analysis", asked).values()) == {1}
@@ -113,10 +120,12 @@ class TestKilledWorker:
         originals = list((stack.root / "storage" / "originals").rglob("*"))
         assert len([path for path in originals if path.is_file()]) >= len(job_ids)
         record.update(
-            scenario=f"SIGKILL of the {role}'s {'worker' if killed_main else 'pool process'} "
-            f"mid-{stage}",
-            expected="every job succeeds; the killed task runs again; no job finished twice",
-            observed=f"{len(job_ids)}/{len(job_ids)} succeeded, each model call once per job",
+            scenario=f"SIGKILL of the {role}'s "
+            f"{'worker' if killed_main else 'pool process'} mid-{stage}",
+            expected="every job succeeds; the killed task runs again; "
+            "no job finished twice",
+            observed=f"{len(job_ids)}/{len(job_ids)} succeeded, "
+            "each model call once per job",
         )
 
     @pytest.mark.parametrize("role", ["analyzer", "generator"])
@@ -134,7 +143,9 @@ class TestKilledWorker:
         stack.restart(role)
         results = account_for(client, job_ids, timeout=90)
 
-        assert [result.status for result in results.values()] == ["succeeded"] * len(job_ids)
+        assert [result.status for result in results.values()] == ["succeeded"] * len(
+            job_ids
+        )
         assert finished_once(stack, job_ids) == {}
         repeated = calls_per_question(fake, stage, asked)
         other = "generation" if stage == "analysis" else "analysis"
@@ -162,7 +173,9 @@ def test_should_finish_every_job_when_rabbitmq_drops_every_connection(
     job_ids += submit_all(client, later)
     results = account_for(client, job_ids, timeout=120)
 
-    assert [result.status for result in results.values()] == ["succeeded"] * len(job_ids)
+    assert [result.status for result in results.values()] == ["succeeded"] * len(
+        job_ids
+    )
     assert finished_once(stack, job_ids) == {}
     generation = calls_per_question(fake, "generation", asked + later)
     assert all(process.poll() is None for process in stack.processes.values())
@@ -190,13 +203,17 @@ class TestPoisonMessage:
 
         assert results[poison].status == "failed"
         assert results[poison].error.code == "poison_message"
-        assert [job for job, _ in stack.started("upload")].count(poison) == MAX_DELIVERIES
+        assert [job for job, _ in stack.started("upload")].count(
+            poison
+        ) == MAX_DELIVERIES
         assert [results[job].status for job in job_ids] == ["succeeded"] * len(job_ids)
         dead = dead_letters(client, stack)
         assert [letter["job_id"] for letter in dead] == [poison]
         record.update(
-            scenario="poison message: the upload crashes its prefork process every time",
-            expected=f"run {MAX_DELIVERIES} times, then failed `poison_message` and dead-lettered",
+            scenario="poison message: the upload crashes its prefork process "
+            "every time",
+            expected=f"run {MAX_DELIVERIES} times, then failed `poison_message` "
+            "and dead-lettered",
             observed=f"{MAX_DELIVERIES} deliveries, 1 message in {DEAD_LETTER_QUEUE}, "
             f"{len(job_ids)} other jobs succeeded",
         )
@@ -223,8 +240,10 @@ class TestPoisonMessage:
         assert restarts == MAX_DELIVERIES
         assert [letter["job_id"] for letter in dead_letters(client, stack)] == [poison]
         record.update(
-            scenario="poison message: the analysis kills its whole gevent worker every time",
-            expected=f"{MAX_DELIVERIES} worker deaths, then failed `poison_message`, dead-lettered",
+            scenario="poison message: the analysis kills its whole gevent worker "
+            "every time",
+            expected=f"{MAX_DELIVERIES} worker deaths, then failed `poison_message`, "
+            "dead-lettered",
             observed=f"{restarts} restarts, then `poison_message`; 1 dead letter",
         )
 
@@ -249,7 +268,9 @@ def dead_letters(client, stack) -> list[dict]:
 @pytest.mark.slow
 class TestWarmShutdown:
     @pytest.mark.parametrize("role", ["uploader", "analyzer"])
-    def test_should_finish_the_task_in_hand_on_sigterm(self, stack, client, fake, role, record):
+    def test_should_finish_the_task_in_hand_on_sigterm(
+        self, stack, client, fake, role, record
+    ):
         stage = ROLE_STAGE[role]
         stack.restart(role, RELIABILITY_HOLD_STAGES=stage, RELIABILITY_HOLD_S="2")
         asked = questions(4)
@@ -260,20 +281,26 @@ class TestWarmShutdown:
         process.send_signal(signal.SIGTERM)
         exit_code = process.wait(timeout=60)
         done_before_exit = {
-            line["job_id"] for line in stack.events("stage_done") if line.get("stage") == stage
+            line["job_id"]
+            for line in stack.events("stage_done")
+            if line.get("stage") == stage
         }
         stack.restart(role)
         results = account_for(client, job_ids, timeout=90)
 
         assert exit_code == 0
         assert held_job in done_before_exit
-        assert [result.status for result in results.values()] == ["succeeded"] * len(job_ids)
+        assert [result.status for result in results.values()] == ["succeeded"] * len(
+            job_ids
+        )
         assert finished_once(stack, job_ids) == {}
         assert [job for job, _ in stack.started(stage)].count(held_job) == 1
         record.update(
-            scenario=f"SIGTERM to the {role} ({ROLES[role]['RECYCLE_POOL']}) mid-{stage}",
+            scenario=f"SIGTERM to the {role} ({ROLES[role]['RECYCLE_POOL']}) "
+            f"mid-{stage}",
             expected="warm shutdown finishes the task in hand, hands back the rest",
-            observed=f"exit 0; held task finished once; {len(job_ids)}/{len(job_ids)} succeeded",
+            observed="exit 0; held task finished once; "
+            f"{len(job_ids)}/{len(job_ids)} succeeded",
         )
 
 
@@ -281,8 +308,10 @@ FAULTS = {
     "429 storm": [Fault(status=429, retry_after=0.2, kind="analysis")] * 2,
     "500s": [Fault(status=500, kind="generation")] * 2,
     "slow past the timeout": [Fault(delay_s=AI_TIMEOUT_S + 1, kind="analysis")] * 2,
-    "malformed JSON": [Fault(malformed=True, kind="analysis"),
-                       Fault(malformed=True, kind="generation")],
+    "malformed JSON": [
+        Fault(malformed=True, kind="analysis"),
+        Fault(malformed=True, kind="generation"),
+    ],
 }
 
 
@@ -304,19 +333,20 @@ def test_should_answer_from_the_rules_when_the_model_misbehaves(
     assert results[neighbour].status == "succeeded"
     record.update(
         scenario=f"the AI server: {name}",
-        expected="the job succeeds from the rules, marked degraded; other jobs unaffected",
+        expected="the job succeeds from the rules, marked degraded; "
+        "other jobs unaffected",
         observed=f"succeeded, degraded, item {result.item.id}",
     )
 
 
-@pytest.mark.slow
 def test_should_finish_every_job_through_a_redis_outage(workdir, fake, record):
     fake.reset()
     outage_dir = workdir / "redis-outage"
     (outage_dir / "redis").mkdir(parents=True)
     with own_redis(outage_dir / "redis") as redis_server, broker_vhost() as vhost:
         env, root = stack_environment(
-            vhost, outage_dir / "stack",
+            vhost,
+            outage_dir / "stack",
             RECYCLE_REDIS_URL=redis_server.url,
             RECYCLE_OPENAI_API_KEY="sk-test",
             RECYCLE_OPENAI_BASE_URL=fake.base_url,
@@ -339,8 +369,8 @@ def test_should_finish_every_job_through_a_redis_outage(workdir, fake, record):
                 results = account_for(client, job_ids, timeout=90)
             except AssertionError as lost:
                 record.update(
-                    scenario=f"Redis down for {OUTAGE_S} s with 10 jobs in flight and 5 "
-                    "submitted during",
+                    scenario=f"Redis down for {OUTAGE_S} s with 10 jobs in flight "
+                    "and 5 submitted during",
                     expected="every job ends with an outcome; none finished twice",
                     observed=f"not yet: {lost}"[:160],
                 )
@@ -355,9 +385,11 @@ def test_should_finish_every_job_through_a_redis_outage(workdir, fake, record):
     codes = Counter(result.error.code for result in results.values() if result.error)
     assert finished_once(stack, job_ids) == {}
     record.update(
-        scenario=f"Redis down for {OUTAGE_S} s with 10 jobs in flight and 5 submitted during",
+        scenario=f"Redis down for {OUTAGE_S} s with 10 jobs in flight "
+        "and 5 submitted during",
         expected="every job ends with an outcome; none finished twice",
-        observed=f"{statuses['succeeded']} succeeded, {statuses['failed']} failed {dict(codes)}",
+        observed=f"{statuses['succeeded']} succeeded, "
+        f"{statuses['failed']} failed {dict(codes)}",
     )
 
 

@@ -1,4 +1,4 @@
-"""Load: 500 jobs submitted at once through the broker, with a model that takes its time."""
+"""Load: 500 jobs submitted at once through the broker, with a slow model."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import time
 import uuid
 
 import pytest
+from stack import Stack, account_for, finished_once
 
 from recycle_workers.testing.fake_openai import FakeOpenAI
 
 from images import photo
 from services import broker_vhost, stack_environment
-from stack import Stack, account_for, finished_once
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -24,11 +24,16 @@ GENERATION_LATENCY_S = 0.2
 
 
 def test_should_finish_500_jobs_submitted_at_once(workdir, record):
-    with FakeOpenAI(analysis_latency_s=ANALYSIS_LATENCY_S,
-                    generation_latency_s=GENERATION_LATENCY_S) as fake, \
-            broker_vhost() as vhost:
+    with (
+        FakeOpenAI(
+            analysis_latency_s=ANALYSIS_LATENCY_S,
+            generation_latency_s=GENERATION_LATENCY_S,
+        ) as fake,
+        broker_vhost() as vhost,
+    ):
         env, root = stack_environment(
-            vhost, workdir,
+            vhost,
+            workdir,
             RECYCLE_OPENAI_API_KEY="sk-test",
             RECYCLE_OPENAI_BASE_URL=fake.base_url,
             # The shared per-minute budgets would turn this into a rate-limit test.
@@ -45,7 +50,9 @@ def test_should_finish_500_jobs_submitted_at_once(workdir, record):
             started = time.monotonic()
             job_ids = [
                 client.submit(
-                    image=photo(size=(640, 480 + number)) if number % PHOTO_EVERY == 0 else None,
+                    image=photo(size=(640, 480 + number))
+                    if number % PHOTO_EVERY == 0
+                    else None,
                     question=f"생수병 {tag} {number}번 어떻게 버려요?",
                 )
                 for number in range(JOBS)
@@ -69,6 +76,10 @@ def test_should_finish_500_jobs_submitted_at_once(workdir, record):
         expected="every job succeeds",
         observed=f"{JOBS}/{JOBS} succeeded ({degraded} degraded) in {elapsed:.1f} s: "
         f"{JOBS / elapsed:.1f} jobs/s; latency p50 {p50:.1f} s, p95 {p95:.1f} s",
-        jobs=JOBS, seconds_total=round(elapsed, 1), submit_seconds=round(submitted, 1),
-        throughput_per_s=round(JOBS / elapsed, 2), p50_s=round(p50, 2), p95_s=round(p95, 2),
+        jobs=JOBS,
+        seconds_total=round(elapsed, 1),
+        submit_seconds=round(submitted, 1),
+        throughput_per_s=round(JOBS / elapsed, 2),
+        p50_s=round(p50, 2),
+        p95_s=round(p95, 2),
     )

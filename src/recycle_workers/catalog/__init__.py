@@ -18,12 +18,31 @@ from typing import Literal
 import jsonschema
 
 Stream = Literal[
-    "paper", "paper_pack", "clear_pet", "plastic", "vinyl", "styrofoam", "glass", "metal",
-    "clothing", "battery", "lamp", "e_waste", "medicine", "food_waste", "general_waste",
-    "non_combustible", "bulky_waste",
+    "paper",
+    "paper_pack",
+    "clear_pet",
+    "plastic",
+    "vinyl",
+    "styrofoam",
+    "glass",
+    "metal",
+    "clothing",
+    "battery",
+    "lamp",
+    "e_waste",
+    "medicine",
+    "food_waste",
+    "general_waste",
+    "non_combustible",
+    "bulky_waste",
 ]
 Condition = Literal[
-    "lid_on", "not_washed", "contaminated", "heavily_contaminated", "label_on", "broken",
+    "lid_on",
+    "not_washed",
+    "contaminated",
+    "heavily_contaminated",
+    "label_on",
+    "broken",
     "contents_left",
 ]
 
@@ -101,8 +120,7 @@ def load_catalog(items_dir: Traversable | None = None) -> Catalog:
 
     folder = items_dir if items_dir is not None else _package_files().joinpath("items")
     item_files = sorted(
-        (entry for entry in folder.iterdir()
-         if entry.name.endswith(".json")),
+        (entry for entry in folder.iterdir() if entry.name.endswith(".json")),
         key=lambda entry: entry.name,
     )
     for entry in item_files:

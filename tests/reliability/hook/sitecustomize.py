@@ -61,8 +61,9 @@ class _PatchPipeline(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        for stage, function in zip(STAGES, ("run_upload", "run_analysis", "run_retrieval",
-                                            "run_generation")):
+        for stage, function in zip(
+            STAGES, ("run_upload", "run_analysis", "run_retrieval", "run_generation")
+        ):
             setattr(module, function, _wrap(stage, getattr(module, function)))
 
 
