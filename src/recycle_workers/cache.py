@@ -177,20 +177,31 @@ class RedisCache:
         return [json.loads(entry) for entry in entries]
 
     def _tolerant(self, op: str, call: Callable[[], T], fallback: T) -> T:
-        """Run one Redis call; on a Redis error log it and return ``fallback``."""
-        import redis
+        return tolerate_redis("cache_unavailable", op, call, fallback)
 
-        try:
-            return call()
-        except redis.RedisError as exc:
-            log_event(
-                logger,
-                "cache_unavailable",
-                level=logging.WARNING,
-                op=op,
-                error=type(exc).__name__,
-            )
-            return fallback
+
+def tolerate_redis(
+    event: str, op: str, call: Callable[[], T], fallback: T, **fields
+) -> T:
+    """Run one Redis call; on a Redis error log ``event`` and return ``fallback``.
+
+    For the steps that make the pipeline better but must not stop it: cache,
+    locks, budgets, leases, progress and statistics.
+    """
+    import redis
+
+    try:
+        return call()
+    except redis.RedisError as exc:
+        log_event(
+            logger,
+            event,
+            level=logging.WARNING,
+            op=op,
+            error=type(exc).__name__,
+            **fields,
+        )
+        return fallback
 
 
 def cache_from_settings(settings: Settings) -> Cache:

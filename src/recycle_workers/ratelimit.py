@@ -14,6 +14,7 @@ import random
 import time
 from typing import Callable
 
+from recycle_workers.cache import tolerate_redis
 from recycle_workers.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -64,39 +65,26 @@ class RateLimiter:
 
     def correct(self, model: str, *, estimated: int, used: int) -> None:
         """Replace a call's estimated tokens with the tokens it really used."""
-        import redis
-
-        window = int(self.clock() // WINDOW_S)
-        try:
-            self.client.incrby(_tokens_key(model, window), used - estimated)
-        except redis.RedisError as exc:
-            log_event(
-                logger,
-                "rate_limit_unavailable",
-                level=logging.WARNING,
-                op="correct",
-                error=type(exc).__name__,
-            )
+        key = _tokens_key(model, int(self.clock() // WINDOW_S))
+        tolerate_redis(
+            "rate_limit_unavailable",
+            "correct",
+            lambda: self.client.incrby(key, used - estimated),
+            None,
+        )
 
     def _try_take(
         self, model: str, window: int, *, tokens: int, rpm: int, tpm: int
     ) -> bool:
-        import redis
-
-        try:
-            taken = self._take(
+        taken = tolerate_redis(
+            "rate_limit_unavailable",
+            "take",
+            lambda: self._take(
                 keys=[_requests_key(model, window), _tokens_key(model, window)],
                 args=[rpm, tpm, tokens, int(WINDOW_S * 2)],
-            )
-        except redis.RedisError as exc:
-            log_event(
-                logger,
-                "rate_limit_unavailable",
-                level=logging.WARNING,
-                op="take",
-                error=type(exc).__name__,
-            )
-            return True
+            ),
+            True,
+        )
         return bool(taken)
 
 

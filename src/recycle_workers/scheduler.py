@@ -28,6 +28,7 @@ from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.schedules import BaseSchedule, crontab, schedule
 
 from recycle_workers import probes
+from recycle_workers.cache import tolerate_redis
 from recycle_workers.logs import log_event
 from recycle_workers.settings import EVERY_PATTERN, Settings, get_settings
 
@@ -113,33 +114,21 @@ class BeatLease:
         self._release = client.register_script(RELEASE_SCRIPT)
 
     def hold(self) -> bool:
-        import redis
-
-        try:
-            return bool(self._hold(keys=[LEASE_KEY], args=[self.token, self.lease_ms]))
-        except redis.RedisError as exc:
-            log_event(
-                logger,
-                "lease_unavailable",
-                level=logging.WARNING,
-                op="hold",
-                error=type(exc).__name__,
-            )
-            return False
+        held = tolerate_redis(
+            "lease_unavailable",
+            "hold",
+            lambda: self._hold(keys=[LEASE_KEY], args=[self.token, self.lease_ms]),
+            False,
+        )
+        return bool(held)
 
     def release(self) -> None:
-        import redis
-
-        try:
-            self._release(keys=[LEASE_KEY], args=[self.token])
-        except redis.RedisError as exc:
-            log_event(
-                logger,
-                "lease_unavailable",
-                level=logging.WARNING,
-                op="release",
-                error=type(exc).__name__,
-            )
+        tolerate_redis(
+            "lease_unavailable",
+            "release",
+            lambda: self._release(keys=[LEASE_KEY], args=[self.token]),
+            None,
+        )
 
     def holder(self) -> str | None:
         value = self.client.get(LEASE_KEY)

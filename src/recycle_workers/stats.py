@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recycle_workers.cache import tolerate_redis
 from recycle_workers.logs import log_event
 from recycle_workers.models import JobResult, TokenUsage
 from recycle_workers.storage import Storage, StorageError
@@ -75,21 +76,13 @@ class RedisStatsRecorder:
         return datetime.fromtimestamp(self.clock(), tz=self.tz).date()
 
     def _write(self, key: str, job_id: str, record: dict) -> None:
-        import redis
-
-        try:
+        def write() -> None:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(key, job_id, json.dumps(record, separators=(",", ":")))
                 pipe.expire(key, RAW_RECORD_TTL_S)
                 pipe.execute()
-        except redis.RedisError as exc:
-            log_event(
-                logger,
-                "stats_unavailable",
-                level=logging.WARNING,
-                job_id=job_id,
-                error=type(exc).__name__,
-            )
+
+        tolerate_redis("stats_unavailable", "write", write, None, job_id=job_id)
 
 
 class Percentiles(BaseModel):
