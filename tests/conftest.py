@@ -12,6 +12,8 @@ from recycle_workers.catalog import default_catalog
 from recycle_workers.settings import load_settings
 from recycle_workers.storage import FileStorage
 
+from services import REDIS_STATE_DB, new_bucket, require_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,18 @@ def services(settings, tmp_path) -> pipeline.Services:
     )
 
 
+@pytest.fixture
+def redis_client():
+    """A client on the emptied Redis database of tests of Redis-backed state."""
+    import redis
+
+    require_port("Redis", 6379)
+    client = redis.Redis(db=REDIS_STATE_DB)
+    client.flushdb()
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A real S3-protocol HTTP endpoint on loopback (moto's threaded server)."""
@@ -56,19 +70,8 @@ def moto_endpoint():
 @pytest.fixture
 def s3_settings(moto_endpoint, monkeypatch):
     """Settings for a fresh bucket on the moto server, with test credentials."""
-    import uuid
-
-    import boto3
-
-    bucket = f"photos-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    ).create_bucket(Bucket=bucket)
+    _, bucket = new_bucket(moto_endpoint, prefix="photos")
     return load_settings(
         storage_url=f"s3://{bucket}/recycle",
         s3_endpoint_url=moto_endpoint,

@@ -30,7 +30,9 @@ def require_port(name: str, port: int) -> None:
         )
 
 
+# Worker stacks flush database 15; tests of Redis-backed state alone flush 14.
 REDIS_TEST_DB = 15
+REDIS_STATE_DB = 14
 
 
 @contextmanager
@@ -123,3 +125,40 @@ def wait_until_ready(process, timeout: float = 60) -> None:
 def stop(process, timeout: float = 30) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout=timeout)
+
+
+@contextmanager
+def running_roles(
+    env: dict, root: Path, pools: dict[str, dict]
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """Start each role of ``pools`` with its own extra settings, until all are ready.
+
+    The roles still running are stopped on exit; one that already exited is left alone.
+    """
+    processes = {
+        role: start_role(role, env, root, extra) for role, extra in pools.items()
+    }
+    try:
+        for process in processes.values():
+            wait_until_ready(process)
+        yield processes
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                stop(process)
+
+
+def new_bucket(endpoint: str, *, prefix: str) -> tuple:
+    """A fresh bucket on the moto server at ``endpoint``: its S3 client and name."""
+    import boto3
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    s3.create_bucket(Bucket=name)
+    return s3, name

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
 
 from recycle_workers.client import BrokerClient
@@ -14,11 +13,10 @@ from recycle_workers.testing.fake_openai import FakeOpenAI, Fault
 from images import photo
 from services import (
     broker_vhost,
+    new_bucket,
+    running_roles,
     settings_from_env,
     stack_environment,
-    start_role,
-    stop,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.services
@@ -39,16 +37,7 @@ def fake():
 
 @pytest.fixture(scope="module")
 def bucket(moto_endpoint):
-    name = f"photos-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    s3.create_bucket(Bucket=name)
-    return s3, name
+    return new_bucket(moto_endpoint, prefix="photos")
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +56,8 @@ def stack(tmp_path_factory, moto_endpoint, bucket, fake):
             RECYCLE_OPENAI_API_KEY="sk-test",
             RECYCLE_OPENAI_BASE_URL=fake.base_url,
         )
-        processes = [
-            start_role(role, env, root, extra) for role, extra in ROLES.items()
-        ]
-        try:
-            for process in processes:
-                wait_until_ready(process)
+        with running_roles(env, root, ROLES):
             yield env
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    stop(process)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from recycle_workers.roles import ANALYSIS
 from images import photo
 from services import (
     broker_vhost,
+    running_roles,
     settings_from_env,
     stack_environment,
     start_role,
@@ -46,15 +47,8 @@ def stack_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def workers(stack_env):
     env, root = stack_env
-    processes = {role: start_role(role, env, root, ROLES[role]) for role in ROLES}
-    try:
-        for process in processes.values():
-            wait_until_ready(process)
+    with running_roles(env, root, ROLES) as processes:
         yield processes
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                stop(process)
 
 
 @pytest.fixture

@@ -6,28 +6,15 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import redis
 
 from recycle_workers import maintenance
 from recycle_workers.maintenance import InFlightImages, clean_cache, purge_images
 from recycle_workers.storage import FileStorage
 
-from services import require_port
-
-REDIS_TEST_DB = 14
 NOW = datetime(2024, 6, 1, 18, 0, tzinfo=timezone.utc)
 OLD_SHA = "aa" + "1" * 62
 FRESH_SHA = "bb" + "2" * 62
 BUSY_SHA = "cc" + "3" * 62
-
-
-@pytest.fixture
-def redis_client():
-    require_port("Redis", 6379)
-    client = redis.Redis(db=REDIS_TEST_DB)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -19,11 +19,9 @@ from recycle_workers.client import BrokerClient
 from images import photo
 from services import (
     broker_vhost,
+    running_roles,
     settings_from_env,
     stack_environment,
-    start_role,
-    stop,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.services
@@ -48,20 +46,12 @@ def stack(tmp_path_factory):
     with broker_vhost() as vhost:
         env, root = stack_environment(vhost, tmp_path_factory.mktemp("observed"))
         ports = {role: free_port() for role in pools}
-        processes = {
-            role: start_role(
-                role, env, root, {**extra, "RECYCLE_METRICS_PORT": str(ports[role])}
-            )
+        metered = {
+            role: {**extra, "RECYCLE_METRICS_PORT": str(ports[role])}
             for role, extra in pools.items()
         }
-        try:
-            for process in processes.values():
-                wait_until_ready(process)
+        with running_roles(env, root, metered):
             yield env, root, ports
-        finally:
-            for process in processes.values():
-                if process.poll() is None:
-                    stop(process)
 
 
 @pytest.fixture(scope="module")

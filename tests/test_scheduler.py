@@ -14,19 +14,7 @@ from recycle_workers.roles import MAINTENANCE_QUEUE, PERIODIC_JOBS, queues_for
 from recycle_workers.scheduler import BeatLease, claim_window, schedule_of, window_of
 from recycle_workers.settings import Role, SettingsError, get_settings, load_settings
 
-from services import require_port
-
-REDIS_TEST_DB = 14
 SEOUL = ZoneInfo("Asia/Seoul")
-
-
-@pytest.fixture
-def redis_client():
-    require_port("Redis", 6379)
-    client = redis.Redis(db=REDIS_TEST_DB)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 class FakeClock:

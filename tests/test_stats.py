@@ -9,7 +9,6 @@ import sys
 from datetime import date, datetime, timezone
 
 import pytest
-import redis
 
 from recycle_workers import pipeline, stats
 from recycle_workers.maintenance import write_yesterday_stats
@@ -22,20 +21,8 @@ from recycle_workers.models import (
 )
 from recycle_workers.storage import FileStorage
 
-from services import require_port
-
-REDIS_TEST_DB = 14
 # 15:30 UTC on 1 May is 00:30 on 2 May in Seoul.
 LATE_UTC = datetime(2024, 5, 1, 15, 30, tzinfo=timezone.utc).timestamp()
-
-
-@pytest.fixture
-def redis_client():
-    require_port("Redis", 6379)
-    client = redis.Redis(db=REDIS_TEST_DB)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 def result(

@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import boto3
 import jmespath
 import pytest
 from stack import account_for
@@ -38,7 +37,7 @@ from recycle_workers.testing.fake_openai import FakeOpenAI
 
 from helm_template import REPO_ROOT, VALUES_DIR, documents_of_kind, render_chart
 from images import photo
-from services import REDIS_TEST_DB, broker_vhost, settings_from_env
+from services import REDIS_TEST_DB, broker_vhost, new_bucket, settings_from_env
 
 pytestmark = pytest.mark.services
 
@@ -199,16 +198,7 @@ def fake():
 
 @pytest.fixture(scope="module")
 def bucket(moto_endpoint):
-    name = f"chart-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    s3.create_bucket(Bucket=name)
-    return s3, name
+    return new_bucket(moto_endpoint, prefix="chart")
 
 
 @pytest.fixture
