@@ -36,8 +36,8 @@ REDIS_STATE_DB = 14
 
 
 @contextmanager
-def broker_vhost() -> Iterator[str]:
-    """A RabbitMQ virtual host of its own, and an emptied Redis test database."""
+def broker_vhost(*, redis_db: int = REDIS_TEST_DB) -> Iterator[str]:
+    """A RabbitMQ virtual host of its own, and Redis database ``redis_db`` emptied."""
     import redis
 
     require_port("RabbitMQ", 5672)
@@ -47,7 +47,7 @@ def broker_vhost() -> Iterator[str]:
     vhost = f"recycle-test-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    redis.Redis(db=REDIS_TEST_DB).flushdb()
+    redis.Redis(db=redis_db).flushdb()
     try:
         yield vhost
     finally:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -25,31 +23,21 @@ from recycle_workers.roles import MAINTENANCE_QUEUE, PERIODIC_JOBS
 from recycle_workers.scheduler import LEASE_KEY
 from recycle_workers.settings import load_settings
 
-from services import require_port
+from services import REDIS_STATE_DB, broker_vhost
 
 pytestmark = pytest.mark.services
 
-REDIS_TEST_DB = 14
+REDIS_TEST_DB = REDIS_STATE_DB
 LEASE_S = 2
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(
-        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60
-    )
 
 
 @pytest.fixture
 def beat_env(tmp_path):
-    require_port("RabbitMQ", 5672)
-    require_port("Redis", 6379)
-    if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl is needed to make a test virtual host", pytrace=False)
+    with broker_vhost(redis_db=REDIS_TEST_DB) as vhost:
+        yield _beat_settings(vhost, tmp_path)
 
-    vhost = f"recycle-beat-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    redis.Redis(db=REDIS_TEST_DB).flushdb()
+
+def _beat_settings(vhost: str, tmp_path: Path) -> dict:
     env = {
         "RECYCLE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         "RECYCLE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
@@ -63,8 +51,7 @@ def beat_env(tmp_path):
         },
     }
     _declare_maintenance_queue(env)
-    yield env
-    rabbitmqctl("delete_vhost", vhost)
+    return env
 
 
 def _declare_maintenance_queue(env: dict) -> None:
